@@ -1,0 +1,144 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""The exceptions charm-upgrade raises.
+
+Every exception derives from :class:`CharmUpgradeError`, so a charm can catch
+everything this library raises with one ``except`` clause. Each carries the
+data a caller needs (the unit, the snap, the revision, the change id) as
+attributes, not only in its message.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    'CharmUpgradeError',
+    'MigrationError',
+    'ServiceError',
+    'SnapRefreshError',
+    'SnapdError',
+    'SystemdError',
+]
+
+
+class CharmUpgradeError(Exception):
+    """Base class of every exception raised by charm-upgrade."""
+
+
+class ServiceError(CharmUpgradeError):
+    """A services description is invalid, or a service cannot be handled.
+
+    Raised for an empty or duplicate service list, or for a unit or snap
+    service that does not exist on this machine.
+    """
+
+
+class SystemdError(CharmUpgradeError):
+    """A ``systemctl`` invocation failed, timed out, or could not be run.
+
+    Attributes:
+        command: The command line that failed.
+        returncode: The exit status, or None if the command did not finish.
+        stderr: What the command printed on standard error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        command: list[str] | None = None,
+        returncode: int | None = None,
+        stderr: str = '',
+    ):
+        super().__init__(message)
+        self.message = message
+        self.command = command or []
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class SnapdError(CharmUpgradeError):
+    """snapd refused a request, failed a change, or could not be reached.
+
+    Attributes:
+        message: A sentence that names the snap or request and what to do.
+        kind: snapd's error kind (such as ``snap-not-found``), or one of this
+            library's: ``connection-error``, ``timeout``, ``bad-response``,
+            ``change-failed``.
+        status_code: The HTTP status, when snapd answered.
+        change_id: The id of the snapd change concerned, if any.
+        value: snapd's ``value`` field of the error, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        status_code: int | None = None,
+        change_id: str | None = None,
+        value: object = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.status_code = status_code
+        self.change_id = change_id
+        self.value = value
+
+    def __repr__(self) -> str:
+        return (
+            f'{type(self).__name__}({self.message!r}, kind={self.kind!r}, '
+            f'status_code={self.status_code!r}, change_id={self.change_id!r})'
+        )
+
+
+class SnapRefreshError(CharmUpgradeError):
+    """A snap refresh did not reach the requested revision.
+
+    The underlying :class:`SnapdError`, if any, is the ``__cause__``.
+
+    Attributes:
+        snap: The snap's name.
+        revision_before: The revision installed before the refresh.
+        revision_requested: The revision the refresh asked for.
+        revision_after: The revision installed after the failure, or None
+            if snapd could not be asked.
+        change_id: snapd's change id, if a change was created.
+        change_status: The change's final status (such as ``Error``), if known.
+        change_error: snapd's error text for the change, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        snap: str,
+        revision_before: str | None,
+        revision_requested: str,
+        revision_after: str | None,
+        change_id: str | None = None,
+        change_status: str | None = None,
+        change_error: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.snap = snap
+        self.revision_before = revision_before
+        self.revision_requested = revision_requested
+        self.revision_after = revision_after
+        self.change_id = change_id
+        self.change_status = change_status
+        self.change_error = change_error
+
+
+class MigrationError(CharmUpgradeError):
+    """A migration failed, or the recorded migrations do not match the code.
+
+    Attributes:
+        migration_id: The id of the migration concerned, if one.
+    """
+
+    def __init__(self, message: str, *, migration_id: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.migration_id = migration_id
