@@ -1,0 +1,86 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""Series upgrades and snap refreshes for Juju machine charms.
+
+Series upgrades (``juju upgrade-machine`` / ``upgrade-series``):
+
+- :class:`SeriesUpgrade`: for ops charms, takes the services down at prepare
+  and brings them back after complete.
+- :func:`charm_upgrade.reactive.register_series_upgrade_handlers`: the same
+  for charms.reactive charms (``pip install 'charm-upgrade[reactive]'``).
+- :class:`SystemdServices`, :class:`SnapServices`: the services to take down.
+- :class:`SeriesUpgradeFlow`: the framework-free flow both adapters drive.
+
+Snap refreshes driven by charm-refresh:
+
+- :class:`CharmSpecificMachines`: implements ``refresh_snap`` by charm-refresh's contract.
+
+Shared pieces: :class:`Journal`, the exceptions under
+:class:`CharmUpgradeError`, the modules :mod:`charm_upgrade.flags` and
+:mod:`charm_upgrade.snapd`, and the test kit :mod:`charm_upgrade.testing`.
+
+Importing the package is cheap: ops, snap-http and charm-refresh are imported
+only when a name that needs them is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+from .errors import (
+    CharmUpgradeError,
+    MigrationError,
+    ServiceError,
+    SnapdError,
+    SnapRefreshError,
+    SystemdError,
+)
+
+if TYPE_CHECKING:
+    from .flow import SeriesUpgradeFlow, Step
+    from .journal import Journal
+    from .series import SeriesUpgrade
+    from .services import Services, SnapServices, SystemdServices
+
+__all__ = [
+    'CharmUpgradeError',
+    'Journal',
+    'MigrationError',
+    'SeriesUpgrade',
+    'SeriesUpgradeFlow',
+    'ServiceError',
+    'Services',
+    'SnapRefreshError',
+    'SnapServices',
+    'SnapdError',
+    'Step',
+    'SystemdError',
+    'SystemdServices',
+    '__version__',
+]
+
+# Public name -> the private module that defines it, imported on first use.
+_LAZY = {
+    'Journal': 'journal',
+    'SeriesUpgrade': 'series',
+    'SeriesUpgradeFlow': 'flow',
+    'Services': 'services',
+    'SnapServices': 'services',
+    'Step': 'flow',
+    'SystemdServices': 'services',
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'.{module}', __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

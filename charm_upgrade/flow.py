@@ -1,0 +1,273 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""The series-upgrade flow, free of ops and charms.reactive.
+
+The flow is level-triggered, like the handlers charms.reactive documents: on
+every call it looks at three flags and does what they call for, or nothing.
+
+- *started*, *in progress* and not *disabled*: record the before-state, take
+  the services down, set *disabled*;
+- *disabled* and no longer *in progress*: run the charm's migration, bring
+  the services back, clear *disabled*.
+
+Every step can be re-run after a failure at any point and converges. The
+before-state is written atomically to the unit's state directory before the
+first service is touched, and a retried prepare reuses it, so a half-stopped
+system is never recorded as "before". The migration is recorded as done once
+it succeeds, so a retried complete does not run it twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import _bases, _state
+from .errors import ServiceError
+from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
+from .journal import Journal
+from .services import Services
+
+if TYPE_CHECKING:
+    import pathlib
+    from collections.abc import Sequence
+
+    from .flags import FlagStore
+
+__all__ = ['RECORD_NAME', 'MigrateCallback', 'SeriesUpgradeFlow', 'Step', 'as_service_groups']
+
+logger = logging.getLogger(__name__)
+
+RECORD_NAME = 'series-upgrade.json'
+"""File name of the before-state record in the unit's state directory."""
+
+_RECORD_VERSION = 1
+
+MigrateCallback = Callable[[str, str], None]
+"""A charm's migration: called as ``migrate(old_base, new_base)`` before the services return."""
+
+
+class Step(enum.Enum):
+    """What one run of the flow did."""
+
+    NOTHING = 'nothing'
+    """The flags called for nothing (any hook outside the upgrade, or a repeat)."""
+
+    TOOK_DOWN = 'took-down'
+    """The services were taken down and the *disabled* flag set."""
+
+    BROUGHT_BACK = 'brought-back'
+    """The migration ran, the services came back, the *disabled* flag was cleared."""
+
+
+def as_service_groups(services: Services | Sequence[Services]) -> list[Services]:
+    """Return ``services`` as a list of groups, checking it.
+
+    Raises:
+        ServiceError: no group, something that is not a group, or a group
+            given twice.
+    """
+    groups: list[Services] = [services] if isinstance(services, Services) else list(services)
+    if not groups:
+        raise ServiceError('no services given: pass SystemdServices or SnapServices')
+    for group in groups:
+        if not isinstance(group, Services):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ServiceError(
+                f'{group!r} is not a services group: wrap names in SystemdServices([...]) '
+                'or SnapServices(snap)'
+            )
+    keys = [group.key for group in groups]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ServiceError(f'these services are given more than once: {duplicates}')
+    return groups
+
+
+class SeriesUpgradeFlow:
+    """Decides and does the next step of a series upgrade from the flags.
+
+    Adapters (:class:`charm_upgrade.SeriesUpgrade` for ops,
+    :func:`charm_upgrade.reactive.register_series_upgrade_handlers`) build one
+    per hook and call :meth:`run`.
+
+    Args:
+        services: The groups of services, taken down in this order and
+            brought back in reverse order.
+        flags: Where the flags are read and set.
+        migrate: Called as ``migrate(old_base, new_base)`` after the upgrade
+            completes and before the services come back.
+        started_flag: The flag that says the application's services were started.
+        disabled_flag: The flag that says the services are held down.
+        journal: Where stages are journaled; by default the unit's journal.
+        record_path: Where the before-state is recorded; by default
+            ``series-upgrade.json`` in the unit's state directory.
+    """
+
+    def __init__(
+        self,
+        services: Services | Sequence[Services],
+        *,
+        flags: FlagStore,
+        migrate: Callable[[str, str], None] | None = None,
+        started_flag: str = APPLICATION_STARTED,
+        disabled_flag: str = APPLICATION_DISABLED,
+        journal: Journal | None = None,
+        record_path: pathlib.Path | None = None,
+    ):
+        self.services = as_service_groups(services)
+        self.flags = flags
+        self.migrate = migrate
+        self.started_flag = started_flag
+        self.disabled_flag = disabled_flag
+        self.journal = journal or Journal()
+        self._record_path = record_path
+
+    @property
+    def record_path(self) -> pathlib.Path:
+        """Where the before-state record lives."""
+        if self._record_path is None:
+            self._record_path = _state.state_dir() / RECORD_NAME
+        return self._record_path
+
+    def next_step(self) -> Step:
+        """Return what :meth:`run` would do now, without doing it."""
+        in_progress = self.flags.is_set(UPGRADE_SERIES_IN_PROGRESS)
+        disabled = self.flags.is_set(self.disabled_flag)
+        if in_progress and not disabled and self.flags.is_set(self.started_flag):
+            return Step.TOOK_DOWN
+        if disabled and not in_progress:
+            return Step.BROUGHT_BACK
+        return Step.NOTHING
+
+    def run(self, *, target_base: str | None = None) -> Step:
+        """Do the step the flags call for, and return it.
+
+        Args:
+            target_base: The base the machine is being upgraded to, if Juju
+                said (``JUJU_TARGET_BASE``); recorded at prepare.
+
+        Raises:
+            ServiceError: a service is missing or the record does not match.
+            SystemdError: ``systemctl`` failed.
+            SnapdError: snapd failed.
+            Exception: whatever the charm's ``migrate`` raised.
+        """
+        step = self.next_step()
+        if step is Step.TOOK_DOWN:
+            self._take_down(target_base)
+            self.flags.set(self.disabled_flag)
+        elif step is Step.BROUGHT_BACK:
+            self._bring_back()
+            self.flags.clear(self.disabled_flag)
+        return step
+
+    def read_record(self) -> dict[str, Any] | None:
+        """Return the before-state record of the current or last upgrade, if any."""
+        record = _state.read_json(self.record_path)
+        return record if isinstance(record, dict) else None  # pyright: ignore[reportUnknownVariableType]
+
+    # Steps -----------------------------------------------------------------
+
+    def _take_down(self, target_base: str | None) -> None:
+        with self.journal.stage('series-prepare', target_base=target_base) as stage:
+            record = self.read_record()
+            if record is None or record.get('phase') == 'completed':
+                record = self._new_record(target_base)
+            elif target_base and not record.get('target_base'):
+                record['target_base'] = target_base
+                _state.write_json(self.record_path, record)
+            stage.details['before'] = record['services']
+            for group in self.services:
+                before = self._before_of(record, group)
+                with self.journal.stage('services-down', services=group.names):
+                    group.take_down(before)
+
+    def _bring_back(self) -> None:
+        with self.journal.stage('series-complete') as stage:
+            record = self.read_record()
+            if record is None:
+                record = self._assumed_record()
+            if not record.get('migrated'):
+                old_base = record.get('old_base') or 'unknown'
+                new_base = record.get('target_base') or _bases.current_base() or 'unknown'
+                now_base = _bases.current_base()
+                if now_base and now_base != new_base:
+                    logger.warning(
+                        'The upgrade targeted %s but this machine now runs %s', new_base, now_base
+                    )
+                if self.migrate is not None:
+                    with self.journal.stage(
+                        'series-migrate', old_base=old_base, new_base=new_base
+                    ):
+                        self.migrate(old_base, new_base)
+                record['migrated'] = True
+                _state.write_json(self.record_path, record)
+            for group in reversed(self.services):
+                before = self._before_of(record, group)
+                with self.journal.stage('services-up', services=group.names):
+                    group.bring_back(before)
+            record['phase'] = 'completed'
+            record['completed_at'] = _utc_now()
+            _state.write_json(self.record_path, record)
+            stage.details['restored'] = record['services']
+
+    # Record ----------------------------------------------------------------
+
+    def _new_record(self, target_base: str | None) -> dict[str, Any]:
+        # Read every group before touching any: a missing service fails here,
+        # with nothing stopped and no record written.
+        states = {group.key: group.read_state() for group in self.services}
+        record: dict[str, Any] = {
+            'v': _RECORD_VERSION,
+            'phase': 'prepared',
+            'recorded_at': _utc_now(),
+            'old_base': _bases.current_base(),
+            'target_base': target_base,
+            'migrated': False,
+            'services': states,
+        }
+        _state.write_json(self.record_path, record)
+        return record
+
+    def _before_of(self, record: dict[str, Any], group: Services) -> dict[str, Any]:
+        states = record.setdefault('services', {})
+        if group.key not in states:
+            # The service list grew after the record was written: record the
+            # new group now, before touching it.
+            states[group.key] = group.read_state()
+            _state.write_json(self.record_path, record)
+        return states[group.key]
+
+    def _assumed_record(self) -> dict[str, Any]:
+        logger.warning(
+            'No before-state record at %s: bringing every service back enabled and running',
+            self.record_path,
+        )
+        states = {group.key: _all_up(group.read_state()) for group in self.services}
+        return {
+            'v': _RECORD_VERSION,
+            'phase': 'prepared',
+            'recorded_at': _utc_now(),
+            'old_base': None,
+            'target_base': None,
+            'migrated': False,
+            'services': states,
+            'assumed': True,
+        }
+
+
+def _all_up(state: dict[str, Any]) -> dict[str, Any]:
+    for unit in state.get('units', {}).values():
+        unit['is_enabled'] = 'enabled'
+        unit['running'] = True
+    for service in state.get('services', {}).values():
+        service['enabled'] = True
+        service['active'] = True
+    return state
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')

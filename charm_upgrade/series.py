@@ -1,0 +1,188 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""Series upgrades for ops charms: :class:`SeriesUpgrade`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import ops
+
+from . import _bases
+from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
+from .flow import SeriesUpgradeFlow, Step
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, MutableSequence, Sequence
+
+    from .journal import Journal
+    from .services import Services
+
+__all__ = ['SeriesUpgrade']
+
+logger = logging.getLogger(__name__)
+
+
+class _StoredFlags:
+    """The flow's flags, kept in the unit's ops stored state."""
+
+    def __init__(self, stored: Any):
+        self._stored = stored
+
+    @property
+    def _flags(self) -> MutableSequence[str]:
+        # An ops StoredList: every change is committed with the hook.
+        return self._stored.flags
+
+    def is_set(self, flag: str) -> bool:
+        return flag in self._flags
+
+    def set(self, flag: str) -> None:
+        if flag not in self._flags:
+            self._flags.append(flag)
+
+    def clear(self, flag: str) -> None:
+        if flag in self._flags:
+            self._flags.remove(flag)
+
+
+class SeriesUpgrade(ops.Object):
+    """Takes a machine charm's services down for an OS series upgrade, and back.
+
+    Create it in the charm's ``__init__``. When the operator runs ``juju
+    upgrade-machine <machine> prepare <base>`` (``upgrade-series`` on Juju
+    2.9), the ``pre-series-upgrade`` hook records which services were enabled
+    and running, stops them, and holds them down across reboots; the unit
+    shows a blocked status that names the command that finishes the upgrade.
+    After ``complete``, the ``post-series-upgrade`` hook calls ``migrate`` and
+    restores every service to its recorded state.
+
+    The flags live in the unit's stored state. The application counts as
+    *started* (there is something to take down) from the first ``start`` or
+    ``upgrade-charm`` event this object sees, or from :meth:`mark_started`.
+    The flow also runs at the end of every other event, so a step that failed
+    converges on the next hook, and an unrelated hook during the upgrade
+    touches no service.
+
+    Args:
+        charm: The charm.
+        services: A group of services, or a sequence of groups, taken down in
+            that order and brought back in reverse.
+        migrate: Called as ``migrate(old_base, new_base)`` (``'ubuntu@22.04'``,
+            ``'ubuntu@24.04'``) after the upgrade and before the services come
+            back. Make it idempotent: if the hook fails after it, it runs again.
+        started_flag: The name of the flag that says the services were started.
+        disabled_flag: The name of the flag that says the services are down.
+        journal: Where stages are journaled; by default the unit's journal.
+        key: The ops object key, unique within the charm.
+
+    Raises:
+        ServiceError: ``services`` is empty or names a group twice.
+
+    Example::
+
+        class MyCharm(ops.CharmBase):
+            def __init__(self, framework: ops.Framework):
+                super().__init__(framework)
+                self.series_upgrade = charm_upgrade.SeriesUpgrade(
+                    self, services=charm_upgrade.SystemdServices(['myapp'])
+                )
+    """
+
+    _stored = ops.StoredState()
+
+    def __init__(
+        self,
+        charm: ops.CharmBase,
+        *,
+        services: Services | Sequence[Services],
+        migrate: Callable[[str, str], None] | None = None,
+        started_flag: str = APPLICATION_STARTED,
+        disabled_flag: str = APPLICATION_DISABLED,
+        journal: Journal | None = None,
+        key: str = 'series-upgrade',
+    ):
+        super().__init__(charm, key)
+        self._charm = charm
+        self._stored.set_default(flags=[])
+        self._flow = SeriesUpgradeFlow(
+            services,
+            flags=_StoredFlags(self._stored),
+            migrate=migrate,
+            started_flag=started_flag,
+            disabled_flag=disabled_flag,
+            journal=journal,
+        )
+        on = charm.on
+        self.framework.observe(on.pre_series_upgrade, self._on_pre_series_upgrade)
+        self.framework.observe(on.post_series_upgrade, self._on_post_series_upgrade)
+        self.framework.observe(on.start, self._on_started)
+        self.framework.observe(on.upgrade_charm, self._on_started)
+        self.framework.observe(self.framework.on.pre_commit, self._on_pre_commit)
+
+    @property
+    def in_progress(self) -> bool:
+        """Whether a series upgrade is under way: from prepare until complete."""
+        return self._flow.flags.is_set(UPGRADE_SERIES_IN_PROGRESS)
+
+    @property
+    def services_disabled(self) -> bool:
+        """Whether the services are held down by this library now."""
+        return self._flow.flags.is_set(self._flow.disabled_flag)
+
+    @property
+    def status(self) -> ops.StatusBase | None:
+        """The unit status to show while the services are down, else None.
+
+        Charms that set their status in a ``collect-unit-status`` handler add
+        this one when it is not None, so the operator sees it.
+        """
+        if not self.services_disabled:
+            return None
+        return ops.BlockedStatus(self._status_message())
+
+    def mark_started(self) -> None:
+        """Record that the application's services are started.
+
+        Only started services are taken down at prepare. The ``start`` and
+        ``upgrade-charm`` events mark them started already; call this if the
+        charm starts its services in another event.
+        """
+        self._flow.flags.set(self._flow.started_flag)
+
+    def _on_started(self, _: ops.EventBase) -> None:
+        self.mark_started()
+
+    def _on_pre_series_upgrade(self, _: ops.EventBase) -> None:
+        self._flow.flags.set(UPGRADE_SERIES_IN_PROGRESS)
+        self._reconcile(target_base=_bases.target_base_from_env())
+
+    def _on_post_series_upgrade(self, _: ops.EventBase) -> None:
+        self._flow.flags.clear(UPGRADE_SERIES_IN_PROGRESS)
+        self._reconcile()
+
+    def _on_pre_commit(self, _: ops.EventBase) -> None:
+        # Level-triggered, like charms.reactive's handlers: the flags decide.
+        # On an unrelated hook this reads three flags and does nothing.
+        self._reconcile()
+
+    def _reconcile(self, *, target_base: str | None = None) -> None:
+        step = self._flow.run(target_base=target_base)
+        if step is Step.TOOK_DOWN:
+            self._charm.unit.status = ops.BlockedStatus(self._status_message())
+        elif step is Step.BROUGHT_BACK:
+            status = self._charm.unit.status
+            if status.name == 'blocked' and status.message == self._status_message():
+                self._charm.unit.status = ops.ActiveStatus()
+
+    def _status_message(self) -> str:
+        machine = os.environ.get('JUJU_MACHINE_ID', '<machine>')
+        command = (
+            'upgrade-machine' if self._charm.model.juju_version.major >= 3 else 'upgrade-series'
+        )
+        return (
+            'Services stopped and disabled for the OS upgrade; when it is done, '
+            f'run `juju {command} {machine} complete`'
+        )

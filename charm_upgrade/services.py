@@ -1,0 +1,341 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""Groups of services that an upgrade takes down and brings back.
+
+A group first reads its *before-state* (which services were enabled, which
+were running), which the flow records on disk before anything is touched.
+Taking down stops every service and holds it down until the upgrade
+completes; bringing back restores exactly the recorded state: a service the
+operator had disabled stays disabled, a stopped one stays stopped.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import systemd
+from .errors import ServiceError, SnapdError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from .snapd import Snapd
+
+__all__ = ['Services', 'SnapServices', 'SystemdServices']
+
+logger = logging.getLogger(__name__)
+
+BeforeState = dict[str, Any]
+"""The JSON-serialisable record of one group's services before an upgrade."""
+
+
+class Services(abc.ABC):
+    """A group of services taken down together; base of the concrete kinds."""
+
+    @property
+    @abc.abstractmethod
+    def key(self) -> str:
+        """A stable identifier of the group, used to find its before-state."""
+
+    @property
+    @abc.abstractmethod
+    def names(self) -> list[str]:
+        """The services' names, for messages and the journal."""
+
+    @abc.abstractmethod
+    def read_state(self) -> BeforeState:
+        """Return the services' current state, validating that they all exist.
+
+        Raises:
+            ServiceError: a service does not exist on this machine.
+        """
+
+    @abc.abstractmethod
+    def take_down(self, before: Mapping[str, Any]) -> None:
+        """Stop every service and hold it down until :meth:`bring_back`.
+
+        Idempotent: safe to call again after a failure at any point.
+        """
+
+    @abc.abstractmethod
+    def bring_back(self, before: Mapping[str, Any]) -> None:
+        """Release the services and restore the state recorded in ``before``.
+
+        Idempotent: safe to call again after a failure at any point.
+        """
+
+
+class SystemdServices(Services):
+    """systemd units of the application.
+
+    Taking them down costs at most four ``systemctl`` calls and bringing them
+    back three, whatever the number of units. Units are held down with a
+    drop-in (see :mod:`charm_upgrade.systemd`), which works for unit files in
+    ``/etc/systemd/system`` where ``systemctl mask`` is refused.
+
+    Args:
+        names: Unit names as systemd knows them (``myapp.service``,
+            ``myapp-worker.socket``); a name with no suffix means ``.service``.
+
+    Raises:
+        ServiceError: ``names`` is empty, has duplicates, or has an invalid name.
+
+    Example::
+
+        SystemdServices(['myapp', 'myapp-worker.socket'])
+    """
+
+    def __init__(self, names: Iterable[str]):
+        if isinstance(names, str):
+            names = [names]
+        units = [systemd.normalise_unit_name(name) for name in names]
+        if not units:
+            raise ServiceError('SystemdServices needs at least one unit name')
+        duplicates = sorted({u for u in units if units.count(u) > 1})
+        if duplicates:
+            raise ServiceError(f'SystemdServices got these units more than once: {duplicates}')
+        self._units = units
+
+    def __repr__(self) -> str:
+        return f'SystemdServices({self._units!r})'
+
+    @property
+    def key(self) -> str:
+        """``systemd:`` followed by the unit names."""
+        return 'systemd:' + ','.join(self._units)
+
+    @property
+    def names(self) -> list[str]:
+        """The full unit names."""
+        return list(self._units)
+
+    def read_state(self) -> BeforeState:
+        """Read every unit's state with one ``systemctl show``.
+
+        Raises:
+            ServiceError: systemd knows no unit of one of the names.
+            SystemdError: ``systemctl`` failed or is missing.
+        """
+        states = systemd.show(self._units)
+        unknown = [name for name, state in states.items() if not state.exists]
+        if unknown:
+            raise ServiceError(
+                f'systemd knows no unit named {", ".join(unknown)}; check the names given to '
+                'SystemdServices, and that the charm installed the unit files first'
+            )
+        return {
+            'kind': 'systemd',
+            'units': {
+                name: {
+                    'id': state.id,
+                    'is_enabled': state.unit_file_state,
+                    'running': state.running,
+                }
+                for name, state in states.items()
+            },
+        }
+
+    def take_down(self, before: Mapping[str, Any]) -> None:
+        """Hold, disable the units that were enabled, stop them all.
+
+        The hold comes first so that nothing can start a unit again between
+        its stop and the end of the hook.
+        """
+        units = _units_of(before, self._units)
+        ids = [units[name]['id'] for name in self._units]
+        systemd.hold(ids)
+        enabled = [units[name]['id'] for name in self._units if _was_enabled(units[name])]
+        if enabled:
+            systemd.systemctl('disable', '--', *enabled)
+        systemd.systemctl('stop', '--', *ids)
+
+    def bring_back(self, before: Mapping[str, Any]) -> None:
+        """Release the holds, re-enable what was enabled, start what was running."""
+        units = _units_of(before, self._units)
+        systemd.release([units[name]['id'] for name in self._units])
+        enabled = [units[name]['id'] for name in self._units if _was_enabled(units[name])]
+        if enabled:
+            systemd.systemctl('enable', '--', *enabled)
+        running = [units[name]['id'] for name in self._units if units[name]['running']]
+        if running:
+            systemd.systemctl('start', '--', *running)
+
+
+class SnapServices(Services):
+    """Services of a snap, controlled through snapd's REST API.
+
+    Taking them down asks snapd to stop them with ``disable`` (so neither a
+    boot nor a snap refresh starts them again) and also holds their systemd
+    units down with a drop-in, so that a plain ``systemctl start`` does not
+    run them either. Bringing them back releases the holds and asks snapd to
+    start them, with ``enable`` for those that were enabled.
+
+    Args:
+        snap: The snap's name.
+        services: The services (apps) of the snap to handle, by their short
+            names (``daemon``, not ``mysnap.daemon``); None means all of them.
+        snapd: The snapd client to use; by default one with the library's
+            time limits, on ``$CHARM_UPGRADE_SNAPD_SOCKET`` or ``/run/snapd.socket``.
+
+    Raises:
+        ServiceError: ``snap`` is empty, or ``services`` is empty or has duplicates.
+
+    Example::
+
+        SnapServices('charmed-myapp', ['daemon'])
+    """
+
+    def __init__(
+        self,
+        snap: str,
+        services: Iterable[str] | None = None,
+        *,
+        snapd: Snapd | None = None,
+    ):
+        if not isinstance(snap, str) or not snap or '.' in snap:  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ServiceError(f'invalid snap name {snap!r}: expected a name such as "myapp"')
+        apps: list[str] | None = None
+        if services is not None:
+            if isinstance(services, str):
+                services = [services]
+            apps = [s.removeprefix(f'{snap}.') for s in services]
+            if not apps:
+                raise ServiceError(
+                    f'SnapServices({snap!r}) got an empty list of services; pass None for all'
+                )
+            duplicates = sorted({a for a in apps if apps.count(a) > 1})
+            if duplicates:
+                raise ServiceError(
+                    f'SnapServices({snap!r}) got these services more than once: {duplicates}'
+                )
+        self._snap = snap
+        self._apps = apps
+        self._snapd = snapd
+
+    def __repr__(self) -> str:
+        return f'SnapServices({self._snap!r}, {self._apps!r})'
+
+    @property
+    def snap(self) -> str:
+        """The snap's name."""
+        return self._snap
+
+    @property
+    def key(self) -> str:
+        """``snap:`` followed by the snap's name and, if given, its services."""
+        return f'snap:{self._snap}' + (':' + ','.join(self._apps) if self._apps else '')
+
+    @property
+    def names(self) -> list[str]:
+        """``snap.app`` names of the services given, or the snap's name for all."""
+        if self._apps is None:
+            return [self._snap]
+        return [f'{self._snap}.{app}' for app in self._apps]
+
+    @property
+    def client(self) -> Snapd:
+        """The snapd client used."""
+        if self._snapd is None:
+            from .snapd import Snapd
+
+            self._snapd = Snapd()
+        return self._snapd
+
+    def read_state(self) -> BeforeState:
+        """Ask snapd for the services' state.
+
+        Raises:
+            ServiceError: the snap is not installed, or has no such service.
+            SnapdError: snapd could not be asked.
+        """
+        try:
+            services = self.client.services(self._snap)
+        except SnapdError as e:
+            if e.kind == 'snap-not-found':
+                raise ServiceError(
+                    f'snap {self._snap!r} is not installed, so its services cannot be taken '
+                    'down; install it first or remove it from the services given'
+                ) from e
+            raise
+        by_app = {s.name: s for s in services}
+        apps = self._apps if self._apps is not None else list(by_app)
+        unknown = [app for app in apps if app not in by_app]
+        if unknown:
+            raise ServiceError(
+                f'snap {self._snap!r} has no service named {", ".join(unknown)} '
+                f'(its services: {", ".join(by_app) or "none"})'
+            )
+        return {
+            'kind': 'snap',
+            'snap': self._snap,
+            'services': {
+                f'{self._snap}.{app}': {
+                    'enabled': by_app[app].enabled,
+                    'active': by_app[app].active,
+                }
+                for app in apps
+            },
+        }
+
+    def take_down(self, before: Mapping[str, Any]) -> None:
+        """Stop and disable the services through snapd, then hold their units."""
+        names = list(_snap_services_of(before))
+        if not names:
+            return
+        self.client.run(
+            lambda: self.client.stop(names, disable=True), what=f'stop of {", ".join(names)}'
+        )
+        systemd.hold(_snap_unit(name) for name in names)
+
+    def bring_back(self, before: Mapping[str, Any]) -> None:
+        """Release the holds and restore each service's enabled and active state."""
+        services = _snap_services_of(before)
+        if not services:
+            return
+        systemd.release(_snap_unit(name) for name in services)
+        enabled = [n for n, s in services.items() if s['enabled']]
+        running_only = [n for n, s in services.items() if s['active'] and not s['enabled']]
+        # snapd has no "enable without starting": start, then stop what was not running.
+        idle_enabled = [n for n, s in services.items() if s['enabled'] and not s['active']]
+        if enabled:
+            self.client.run(
+                lambda: self.client.start(enabled, enable=True), what=f'start of {enabled}'
+            )
+        if running_only:
+            self.client.run(
+                lambda: self.client.start(running_only, enable=False),
+                what=f'start of {running_only}',
+            )
+        if idle_enabled:
+            self.client.run(
+                lambda: self.client.stop(idle_enabled, disable=False),
+                what=f'stop of {idle_enabled}',
+            )
+
+
+def _units_of(before: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    units = before.get('units')
+    if not isinstance(units, dict) or any(name not in units for name in names):
+        raise ServiceError(
+            f'the recorded before-state does not cover the units {list(names)}; the service '
+            'list changed during the upgrade: restore the list or remove the record'
+        )
+    return units  # pyright: ignore[reportUnknownVariableType]
+
+
+def _was_enabled(unit: Mapping[str, Any]) -> bool:
+    return unit.get('is_enabled') == 'enabled'
+
+
+def _snap_services_of(before: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    services = before.get('services')
+    if not isinstance(services, dict):
+        raise ServiceError('the recorded before-state of a snap has no services')
+    return services  # pyright: ignore[reportUnknownVariableType]
+
+
+def _snap_unit(full_name: str) -> str:
+    # snapd names a service's systemd unit snap.<snap>.<app>.service.
+    return f'snap.{full_name}.service'

@@ -1,0 +1,267 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""Batched ``systemctl`` calls, and how units are held down during an upgrade.
+
+Every operation here costs a constant number of ``systemctl`` invocations,
+whatever the number of units: one ``show`` reads them all, one ``disable``,
+one ``stop`` and so on act on them all.
+
+Holding a unit down
+-------------------
+``systemctl mask`` is what charmhelpers uses, but systemd refuses it for a
+unit whose file lives in ``/etc/systemd/system`` (``File ... already
+exists``), which is where charms write their units and snapd writes snap
+services. Instead, a hold is a drop-in ``zz-charm-upgrade-hold.conf`` in
+``/etc/systemd/system/<unit>.d/`` with an always-false condition
+(``ConditionPathExists=!/``). It works wherever the unit file lives, survives
+reboots, and whatever starts the unit (boot, a ``Wants=`` or ``Requires=`` of
+another unit, a socket, ``deb-systemd-invoke`` in a maintainer script, a plain
+``systemctl start``) finds the condition false: systemd skips the unit and
+the start *succeeds* without running it, so a package's maintainer script
+does not fail the OS upgrade. The ``zz-`` name sorts it after every other
+drop-in, so a drop-in that resets conditions cannot undo it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import re
+import subprocess
+from typing import TYPE_CHECKING
+
+from . import _state
+from .errors import ServiceError, SystemdError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+__all__ = [
+    'HOLD_DROPIN_NAME',
+    'RUNNING_STATES',
+    'UnitState',
+    'hold',
+    'normalise_unit_name',
+    'release',
+    'show',
+    'systemctl',
+]
+
+logger = logging.getLogger(__name__)
+
+SYSTEMCTL = 'systemctl'
+"""The command run; tests put a stand-in of the same name first on ``PATH``."""
+
+CONFIG_DIR_ENV = 'CHARM_UPGRADE_SYSTEMD_DIR'
+"""Environment variable naming another directory for hold drop-ins (tests)."""
+
+DEFAULT_CONFIG_DIR = '/etc/systemd/system'
+
+HOLD_DROPIN_NAME = 'zz-charm-upgrade-hold.conf'
+"""The file name of the drop-in that holds a unit down."""
+
+TIMEOUT = 300.0
+"""Seconds one ``systemctl`` call may take (a stop waits for the unit to stop)."""
+
+RUNNING_STATES = frozenset({'active', 'activating', 'reloading'})
+"""``ActiveState`` values that mean the unit is running."""
+
+_HOLD_DROPIN = """\
+# Written by charm-upgrade: this unit is held down while the machine's OS is
+# upgraded (juju upgrade-machine / upgrade-series). The charm removes this file
+# when the upgrade completes. The condition below is always false, so systemd
+# skips the unit whatever tries to start it.
+[Unit]
+ConditionPathExists=!/
+"""
+
+_UNIT_SUFFIXES = (
+    '.service',
+    '.socket',
+    '.target',
+    '.timer',
+    '.path',
+    '.mount',
+    '.automount',
+    '.swap',
+    '.slice',
+    '.scope',
+    '.device',
+)
+_UNIT_NAME_RE = re.compile(r'[A-Za-z0-9:_.\\@-]+')
+_SHOW_PROPERTIES = ('Id', 'LoadState', 'ActiveState', 'UnitFileState', 'FragmentPath')
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitState:
+    """What systemd reports about one unit.
+
+    Attributes:
+        name: The name the caller used.
+        id: systemd's own name for the unit (differs from ``name`` for an alias).
+        load_state: ``loaded``, ``not-found``, ``masked``, ``bad-setting``...
+        active_state: ``active``, ``inactive``, ``failed``, ``activating``...
+        unit_file_state: What ``systemctl is-enabled`` reports: ``enabled``,
+            ``disabled``, ``static``, ``masked``... (``''`` if none).
+        fragment_path: The unit file's path, or ``''``.
+    """
+
+    name: str
+    id: str
+    load_state: str
+    active_state: str
+    unit_file_state: str
+    fragment_path: str
+
+    @property
+    def exists(self) -> bool:
+        """Whether systemd knows a unit by this name."""
+        return self.load_state not in ('not-found', '')
+
+    @property
+    def running(self) -> bool:
+        """Whether the unit is running (active, activating or reloading)."""
+        return self.active_state in RUNNING_STATES
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the unit is enabled to start at boot."""
+        return self.unit_file_state == 'enabled'
+
+
+def normalise_unit_name(name: str) -> str:
+    """Return ``name`` as a full unit name: a name with no unit suffix means ``.service``.
+
+    Raises:
+        ServiceError: ``name`` is empty or not a possible unit name.
+    """
+    if not isinstance(name, str) or not name.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise ServiceError(f'invalid systemd unit name {name!r}: expected a name such as "myapp"')
+    if not _UNIT_NAME_RE.fullmatch(name):
+        raise ServiceError(
+            f'invalid systemd unit name {name!r}: unit names have no spaces or slashes'
+        )
+    return name if name.endswith(_UNIT_SUFFIXES) else f'{name}.service'
+
+
+def config_dir() -> pathlib.Path:
+    """Return the directory hold drop-ins are written to."""
+    return pathlib.Path(os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
+
+
+def systemctl(*args: str) -> str:
+    """Run ``systemctl`` with ``args`` and return its standard output.
+
+    Raises:
+        SystemdError: systemctl is missing, timed out, or exited non-zero.
+    """
+    command = [SYSTEMCTL, '--no-ask-password', '--no-pager', *args]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+    except FileNotFoundError as e:
+        raise SystemdError(
+            f'{SYSTEMCTL!r} was not found on PATH: managing systemd services needs a '
+            'machine booted with systemd',
+            command=command,
+        ) from e
+    except subprocess.TimeoutExpired as e:
+        raise SystemdError(
+            f'`{" ".join(command)}` did not finish within {TIMEOUT:g} s; see '
+            '`systemctl list-jobs` and `journalctl -xe`',
+            command=command,
+        ) from e
+    if result.returncode != 0:
+        raise SystemdError(
+            f'`{" ".join(command)}` failed with exit status {result.returncode}: '
+            f'{result.stderr.strip() or "no message"}',
+            command=command,
+            returncode=result.returncode,
+            stderr=result.stderr,
+        )
+    return result.stdout
+
+
+def show(names: Sequence[str]) -> dict[str, UnitState]:
+    """Return the state of every unit in ``names``, read with one ``systemctl show``.
+
+    Raises:
+        SystemdError: systemctl failed or its output could not be read.
+    """
+    if not names:
+        return {}
+    output = systemctl('show', '--property=' + ','.join(_SHOW_PROPERTIES), '--', *names)
+    # One block of KEY=VALUE lines per unit, in the order asked, blank-line separated.
+    blocks = [block for block in output.strip().split('\n\n') if block.strip()]
+    if len(blocks) != len(names):
+        raise SystemdError(
+            f'`systemctl show` reported {len(blocks)} units for the {len(names)} asked: '
+            f'{output[:200]!r}'
+        )
+    states: dict[str, UnitState] = {}
+    for name, block in zip(names, blocks, strict=True):
+        props: dict[str, str] = {}
+        for line in block.splitlines():
+            key, _, value = line.partition('=')
+            props[key] = value
+        states[name] = UnitState(
+            name=name,
+            id=props.get('Id') or name,
+            load_state=props.get('LoadState', ''),
+            active_state=props.get('ActiveState', ''),
+            unit_file_state=props.get('UnitFileState', ''),
+            fragment_path=props.get('FragmentPath', ''),
+        )
+    return states
+
+
+def hold_path(unit_id: str) -> pathlib.Path:
+    """Return the path of the hold drop-in for ``unit_id``."""
+    return config_dir() / f'{unit_id}.d' / HOLD_DROPIN_NAME
+
+
+def hold(unit_ids: Iterable[str]) -> None:
+    """Hold units down: write their hold drop-ins, then reload systemd once.
+
+    Idempotent. Running units keep running until stopped; the hold only keeps
+    them from starting again.
+    """
+    for unit_id in unit_ids:
+        path = hold_path(unit_id)
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        _write_text_atomically(path, _HOLD_DROPIN)
+    systemctl('daemon-reload')
+
+
+def release(unit_ids: Iterable[str]) -> None:
+    """Release held units: remove their hold drop-ins, then reload systemd once.
+
+    Idempotent: units that are not held are left alone (but systemd is still
+    reloaded, so that a hold removed by hand takes effect).
+    """
+    for unit_id in unit_ids:
+        path = hold_path(unit_id)
+        _state.remove(path)
+        try:
+            path.parent.rmdir()  # only if the drop-in directory is now empty
+        except OSError:
+            pass
+    systemctl('daemon-reload')
+
+
+def is_held(unit_id: str) -> bool:
+    """Tell whether ``unit_id`` has a hold drop-in."""
+    return hold_path(unit_id).exists()
+
+
+def _write_text_atomically(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(f'.{path.name}.tmp')
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
