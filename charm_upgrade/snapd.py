@@ -369,6 +369,25 @@ class Snapd:
             what=f'refresh of snap {snap!r} to revision {revision}',
         )
 
+    def install(
+        self, snap: str, *, revision: str | None = None, channel: str | None = None
+    ) -> str:
+        """Ask snapd to install ``snap`` from the store; return the change id.
+
+        Raises:
+            ValueError: ``revision`` is given and not a valid revision.
+            SnapdError: snapd refused the install or could not be asked.
+        """
+        import snap_http
+
+        if revision is not None:
+            validate_revision(revision)
+        return self._write(
+            snap,
+            lambda: snap_http.install(snap, revision=revision, channel=channel),
+            what=f'install of snap {snap!r}' + (f' at revision {revision}' if revision else ''),
+        )
+
     def stop(self, names: Sequence[str], *, disable: bool) -> str:
         """Ask snapd to stop services; return the change id.
 

@@ -89,6 +89,14 @@ elif command == 'mask':
             sys.stderr.write(f'Failed to mask unit: File {u["path"]} already exists.\n')
             sys.exit(1)
         u['enabled'] = 'masked'
+        u['load'] = 'masked'
+    save()
+elif command == 'unmask':
+    for name in names:
+        u = unit(name)
+        if u['enabled'] == 'masked':
+            u['enabled'] = 'disabled'
+            u['load'] = 'loaded'
     save()
 elif command == 'stop':
     for name in names:
@@ -119,7 +127,7 @@ else:
 class FakeSystemd:
     """A ``systemctl`` stand-in on ``PATH``, with units kept in a JSON file.
 
-    It answers ``show``, ``daemon-reload``, ``enable``, ``disable``, ``mask``,
+    It answers ``show``, ``daemon-reload``, ``enable``, ``disable``, ``mask``, ``unmask``,
     ``start``, ``stop``, ``restart``, ``is-active`` and ``is-enabled`` as
     systemd does for the cases charm-upgrade meets, including two that matter
     for series upgrades: ``mask`` fails for a unit file in
