@@ -13,7 +13,7 @@ def median_ms(samples: list[float]) -> float:
 
 def p90_ms(samples: list[float]) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))] * 1000
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))] * 1000
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:

@@ -24,7 +24,7 @@ ROUNDS = 5
 SIZES = [1, 5, 20]
 
 
-def charmhelpers_host():  # noqa: ANN201
+def charmhelpers_host():
     # charmhelpers refuses to import on non-Ubuntu hosts; these benchmarks run on Debian.
     import charmhelpers.osplatform
 
@@ -84,14 +84,16 @@ def main() -> None:
                 ours_t.append(t)
                 ch_calls, t = run_charmhelpers(fake, names)
                 ch_t.append(t)
-            rows.append([
-                size,
-                ours_calls,
-                ch_calls,
-                f'{median_ms(ours_t):.0f}',
-                f'{median_ms(ch_t):.0f}',
-                f'{median_ms(ch_t) / median_ms(ours_t):.1f}x',
-            ])
+            rows.append(
+                [
+                    size,
+                    ours_calls,
+                    ch_calls,
+                    f'{median_ms(ours_t):.0f}',
+                    f'{median_ms(ch_t):.0f}',
+                    f'{median_ms(ch_t) / median_ms(ours_t):.1f}x',
+                ]
+            )
     print(
         table(
             [

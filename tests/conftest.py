@@ -4,13 +4,16 @@
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from charm_upgrade import _bases
 from charm_upgrade.testing._fake_systemd import FakeSystemd
+
+if TYPE_CHECKING:
+    import pathlib
+    from collections.abc import Iterator
 
 
 @pytest.fixture(autouse=True)

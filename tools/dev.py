@@ -51,12 +51,14 @@ def bootstrap_pip() -> None:
     """Install pip into .venv-dev from pip's own wheel on PyPI."""
     index = os.environ.get('PIP_INDEX_URL', 'https://pypi.org/simple').rstrip('/')
     base = index.removesuffix('/simple')
-    with urllib.request.urlopen(f'{base}/pypi/pip/json', timeout=60) as response:
+    if not base.startswith(('https://', 'http://')):
+        sys.exit(f'cannot bootstrap pip from the index {index!r}: install python3-venv')
+    with urllib.request.urlopen(f'{base}/pypi/pip/json', timeout=60) as response:  # noqa: S310
         release = json.load(response)
     url = next(f['url'] for f in release['urls'] if f['filename'].endswith('.whl'))
     with tempfile.TemporaryDirectory() as tmp:
         wheel = pathlib.Path(tmp) / url.rsplit('/', 1)[1]
-        with urllib.request.urlopen(url, timeout=120) as response:
+        with urllib.request.urlopen(url, timeout=120) as response:  # noqa: S310 (PyPI's https URL)
             wheel.write_bytes(response.read())
         # A pip wheel is runnable: it installs itself.
         run([str(BIN / 'python'), f'{wheel}/pip', 'install', '--quiet', str(wheel)])

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import pathlib
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,7 +22,12 @@ from charm_upgrade.flags import (
     APPLICATION_STARTED,
     UPGRADE_SERIES_IN_PROGRESS,
 )
-from charm_upgrade.testing._fake_systemd import FakeSystemd
+
+if TYPE_CHECKING:
+    import pathlib
+    from collections.abc import Mapping
+
+    from charm_upgrade.testing._fake_systemd import FakeSystemd
 
 
 class DictFlags:
@@ -145,7 +148,7 @@ def test_bad_service_fails_before_anything_is_touched(fake_systemd: FakeSystemd)
     fake_systemd.add_unit('web.service')
     flags = DictFlags(APPLICATION_STARTED)
     flow = SeriesUpgradeFlow(SystemdServices(['web', 'typo']), flags=flags)
-    with pytest.raises(ServiceError, match='typo.service'):
+    with pytest.raises(ServiceError, match=r'typo\.service'):
         prepare(flow)
     assert fake_systemd.commands() == ['show']
     assert not flags.is_set(APPLICATION_DISABLED)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import pathlib
+from typing import TYPE_CHECKING
 
 import pytest
 
 from charm_upgrade import Journal
+
+if TYPE_CHECKING:
+    import pathlib
 
 
 def test_a_stage_writes_start_and_ended_with_details(tmp_path: pathlib.Path):

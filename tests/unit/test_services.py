@@ -2,10 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from charm_upgrade import ServiceError, SnapServices, SystemdServices
-from charm_upgrade.testing._fake_systemd import FakeSystemd
+
+if TYPE_CHECKING:
+    from charm_upgrade.testing._fake_systemd import FakeSystemd
 
 
 @pytest.mark.parametrize('names', [[], ['a', 'a.service'], ['x', 'y', 'x']])

@@ -2,11 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 from __future__ import annotations
 
-import pathlib
+from typing import TYPE_CHECKING
 
 import pytest
 
 from charm_upgrade import _bases, _state
+
+if TYPE_CHECKING:
+    import pathlib
 
 
 def test_write_json_replaces_atomically_and_leaves_no_temp(tmp_path: pathlib.Path):
