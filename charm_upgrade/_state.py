@@ -63,7 +63,7 @@ def read_json(path: pathlib.Path) -> Any:
 
 def write_json(path: pathlib.Path, document: object) -> None:
     """Replace ``path`` with ``document`` as JSON, atomically and durably."""
-    data = json.dumps(document, indent=1, sort_keys=True).encode()
+    data = json.dumps(document, indent=1).encode()  # insertion order: services stay in order
     fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
     try:
         with os.fdopen(fd, 'wb') as f:

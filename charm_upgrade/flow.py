@@ -29,6 +29,7 @@ from . import _bases, _state
 from .errors import ServiceError
 from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from .journal import Journal
+from .preview import Preview, ServicePreview
 from .services import Services
 
 if TYPE_CHECKING:
@@ -169,6 +170,62 @@ class SeriesUpgradeFlow:
         record = _state.read_json(self.record_path)
         return record if isinstance(record, dict) else None  # pyright: ignore[reportUnknownVariableType]
 
+    def preview(self, *, target_base: str | None = None) -> Preview:
+        """Say what the next step would do, with no side effect.
+
+        While the services are down, that is what *complete* would do;
+        otherwise what *prepare* would do if the operator ran it now.
+
+        Args:
+            target_base: The base the operator means to upgrade to, if known.
+
+        Raises:
+            ServiceError: a service does not exist.
+            SystemdError: ``systemctl`` failed.
+            SnapdError: snapd failed.
+        """
+        current = _bases.current_base()
+        if self.flags.is_set(self.disabled_flag):
+            record = self.read_record() or {}
+            states: dict[str, Any] = record.get('services', {})
+            rows = [
+                ServicePreview(name, enabled, running, _up_action(enabled, running))
+                for group in self.services
+                for name, enabled, running in _rows(states.get(group.key, {}))
+            ]
+            target = record.get('target_base') or current
+            migrations = () if record.get('migrated') or self.migrate is None else ('migrate',)
+            return Preview(
+                step='series-complete',
+                summary='bring the services back as they were before the upgrade',
+                services=tuple(rows),
+                current_base=current,
+                target_base=target,
+                pending_migrations=migrations,
+                disruption='services start again after the migration',
+                before_state=record or None,
+            )
+        if not self.flags.is_set(self.started_flag):
+            return Preview(
+                step='series-prepare',
+                summary='the services were never started: prepare leaves them alone',
+                current_base=current,
+                target_base=target_base,
+            )
+        rows = [
+            ServicePreview(name, enabled, running, _down_action(enabled, running))
+            for group in self.services
+            for name, enabled, running in _rows(group.read_state())
+        ]
+        return Preview(
+            step='series-prepare',
+            summary='stop the services and hold them down until complete',
+            services=tuple(rows),
+            current_base=current,
+            target_base=target_base,
+            disruption='every service listed is down from prepare until complete, across reboots',
+        )
+
     # Steps -----------------------------------------------------------------
 
     def _take_down(self, target_base: str | None) -> None:
@@ -271,3 +328,29 @@ def _all_up(state: dict[str, Any]) -> dict[str, Any]:
 
 def _utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+
+
+def _rows(state: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    # One (name, enabled, running) per service of a group's recorded state.
+    if 'units' in state:
+        return [(n, str(u['is_enabled']), bool(u['running'])) for n, u in state['units'].items()]
+    return [
+        (n, 'enabled' if s['enabled'] else 'disabled', bool(s['active']))
+        for n, s in state.get('services', {}).items()
+    ]
+
+
+def _down_action(enabled: str, running: bool) -> str:
+    steps = ['stop'] if running else []
+    if enabled == 'enabled':
+        steps.append('disable')
+    steps.append('hold')
+    return ', '.join(steps)
+
+
+def _up_action(enabled: str, running: bool) -> str:
+    steps = ['release']
+    if enabled == 'enabled':
+        steps.append('enable')
+    steps.append('start' if running else 'stays stopped')
+    return ', '.join(steps)

@@ -290,3 +290,40 @@ def test_stages_are_journaled(units: SystemdServices, state_dir: pathlib.Path):
     ]
     lines = (state_dir / 'journal.jsonl').read_text().splitlines()
     assert all(json.loads(line)['v'] == 1 for line in lines)
+
+
+def test_preview_of_prepare_and_complete_changes_nothing(
+    units: SystemdServices, fake_systemd: FakeSystemd, state_dir: pathlib.Path
+):
+    flags = DictFlags(APPLICATION_STARTED)
+    flow = SeriesUpgradeFlow(units, flags=flags, migrate=lambda o, n: None)
+    preview = flow.preview(target_base='ubuntu@24.04')
+    assert preview.step == 'series-prepare'
+    assert [(s.name, s.action) for s in preview.services] == [
+        ('web.service', 'stop, disable, hold'),
+        ('cron.service', 'hold'),
+    ]
+    assert fake_systemd.commands() == ['show']
+    assert flow.read_record() is None
+    assert not (state_dir / 'journal.jsonl').exists()
+
+    prepare(flow)
+    flags.clear(UPGRADE_SERIES_IN_PROGRESS)
+    fake_systemd.clear_calls()
+    preview = flow.preview()
+    assert preview.step == 'series-complete'
+    assert preview.pending_migrations == ('migrate',)
+    assert preview.target_base == 'ubuntu@24.04'
+    assert [(s.name, s.action) for s in preview.services] == [
+        ('web.service', 'release, enable, start'),
+        ('cron.service', 'release, stays stopped'),
+    ]
+    assert fake_systemd.calls == []
+    assert 'web.service (running, enabled): release, enable, start' in preview.format()
+    assert preview.to_dict()['before_state']['phase'] == 'prepared'
+
+
+def test_preview_of_a_unit_that_never_started(units: SystemdServices):
+    preview = SeriesUpgradeFlow(units, flags=DictFlags()).preview()
+    assert preview.services == ()
+    assert 'never started' in preview.summary
