@@ -41,6 +41,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .flow import SeriesUpgradeFlow, Step
     from .journal import Journal
+    from .preview import Preview, ServicePreview
     from .series import SeriesUpgrade
     from .services import Services, SnapServices, SystemdServices
 
@@ -48,9 +49,11 @@ __all__ = [
     'CharmUpgradeError',
     'Journal',
     'MigrationError',
+    'Preview',
     'SeriesUpgrade',
     'SeriesUpgradeFlow',
     'ServiceError',
+    'ServicePreview',
     'Services',
     'SnapRefreshError',
     'SnapServices',
@@ -64,6 +67,8 @@ __all__ = [
 # Public name -> the private module that defines it, imported on first use.
 _LAZY = {
     'Journal': 'journal',
+    'Preview': 'preview',
+    'ServicePreview': 'preview',
     'SeriesUpgrade': 'series',
     'SeriesUpgradeFlow': 'flow',
     'Services': 'services',

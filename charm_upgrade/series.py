@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, MutableSequence, Sequence
 
     from .journal import Journal
+    from .preview import Preview
     from .services import Services
 
 __all__ = ['SeriesUpgrade']
@@ -142,6 +143,14 @@ class SeriesUpgrade(ops.Object):
         if not self.services_disabled:
             return None
         return ops.BlockedStatus(self._status_message())
+
+    def preview(self, *, target_base: str | None = None) -> Preview:
+        """Say what the next step (prepare, or complete while down) would do; change nothing.
+
+        Args:
+            target_base: The base the operator means to upgrade to, if known.
+        """
+        return self._flow.preview(target_base=target_base)
 
     def mark_started(self) -> None:
         """Record that the application's services are started.
