@@ -17,13 +17,15 @@ import pathlib
 import tempfile
 from typing import Any
 
+from .errors import CharmUpgradeError
+
 __all__ = ['StateFileError', 'read_json', 'remove', 'state_dir', 'write_json']
 
 STATE_DIR_ENV = 'CHARM_UPGRADE_STATE_DIR'
 _STATE_DIR_NAME = '.charm_upgrade'
 
 
-class StateFileError(Exception):
+class StateFileError(CharmUpgradeError):
     """A state file exists but cannot be read as JSON."""
 
 

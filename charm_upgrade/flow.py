@@ -30,7 +30,7 @@ from .errors import ServiceError
 from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from .journal import Journal
 from .preview import Preview, ServicePreview
-from .services import Services
+from .services import Services, group_from_record
 
 if TYPE_CHECKING:
     import pathlib
@@ -266,10 +266,26 @@ class SeriesUpgradeFlow:
                 before = self._before_of(record, group)
                 with self.journal.stage('services-up', services=group.names):
                     group.bring_back(before)
+            self._bring_back_unlisted(record)
             record['phase'] = 'completed'
             record['completed_at'] = _utc_now()
             _state.write_json(self.record_path, record)
             stage.details['restored'] = record['services']
+
+    def _bring_back_unlisted(self, record: dict[str, Any]) -> None:
+        # Groups taken down at prepare that the charm no longer lists (its
+        # services= changed in an upgrade-charm between prepare and complete):
+        # bring them back from the record rather than leave them held down.
+        listed = {group.key for group in self.services}
+        for key, before in record.get('services', {}).items():
+            if key in listed:
+                continue
+            group = group_from_record(before)
+            if group is None:
+                logger.warning('Cannot bring back %s: its record is not understood', key)
+                continue
+            with self.journal.stage('services-up', services=group.names, unlisted=True):
+                group.bring_back(before)
 
     # Record ----------------------------------------------------------------
 

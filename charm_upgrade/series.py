@@ -125,7 +125,7 @@ class SeriesUpgrade(ops.Object):
 
     @property
     def in_progress(self) -> bool:
-        """Whether a series upgrade is under way: from prepare until complete."""
+        """Whether a series upgrade is under way, from prepare until complete."""
         return self._flow.flags.is_set(UPGRADE_SERIES_IN_PROGRESS)
 
     @property

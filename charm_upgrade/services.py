@@ -152,12 +152,21 @@ class SystemdServices(Services):
         systemd.systemctl('stop', '--', *ids)
 
     def bring_back(self, before: Mapping[str, Any]) -> None:
-        """Release the holds, re-enable what was enabled, start what was running."""
+        """Release the holds, restore each unit's enablement, start what was running.
+
+        A unit that was disabled before is disabled again, in case a package
+        upgrade enabled it meanwhile.
+        """
         units = _units_of(before, self._units)
         systemd.release([units[name]['id'] for name in self._units])
         enabled = [units[name]['id'] for name in self._units if _was_enabled(units[name])]
         if enabled:
             systemd.systemctl('enable', '--', *enabled)
+        disabled = [
+            units[name]['id'] for name in self._units if units[name]['is_enabled'] == 'disabled'
+        ]
+        if disabled:
+            systemd.systemctl('disable', '--', *disabled)
         running = [units[name]['id'] for name in self._units if units[name]['running']]
         if running:
             systemd.systemctl('start', '--', *running)
@@ -313,6 +322,20 @@ class SnapServices(Services):
                 lambda: self.client.stop(idle_enabled, disable=False),
                 what=f'stop of {idle_enabled}',
             )
+
+
+def group_from_record(state: Mapping[str, Any]) -> Services | None:
+    """Rebuild the group a recorded before-state belongs to, or None if unknown.
+
+    Used at complete for groups the charm no longer lists, so that nothing
+    taken down at prepare is left held down.
+    """
+    if state.get('kind') == 'systemd' and isinstance(state.get('units'), dict):
+        return SystemdServices(list(state['units']))
+    if state.get('kind') == 'snap' and isinstance(state.get('services'), dict):
+        snap = str(state.get('snap', ''))
+        return SnapServices(snap, [name.removeprefix(f'{snap}.') for name in state['services']])
+    return None
 
 
 def _units_of(before: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:

@@ -6,7 +6,7 @@ snap-http sends each request over a fresh unix socket and sets no time limit,
 so a hung snapd would hang the hook. :class:`Snapd` bounds every request (a
 socket timeout) and every wait for a change (a deadline), waits out a
 ``snap-change-conflict`` for the snap concerned, tolerates a snapd that is
-restarting while it reads, and turns every failure into :class:`SnapdError`.
+restarting while it reads, and turns every failure into :class:`~charm_upgrade.SnapdError`.
 
 The socket is ``/run/snapd.socket`` unless ``$CHARM_UPGRADE_SNAPD_SOCKET``
 names another, which is how the test kit and the integration tier point the
@@ -104,7 +104,7 @@ class ServiceInfo:
 
     @property
     def full_name(self) -> str:
-        """The name snapd and the ``snap`` command know the service by: ``snap.app``."""
+        """The name snapd and the ``snap`` command know the service by (``snap.app``)."""
         return f'{self.snap}.{self.name}'
 
 
@@ -462,18 +462,21 @@ class Snapd:
         except snap_http.http.SnapdHttpException as e:
             raise _api_error(e, what) from e
         except TimeoutError as e:
+            _close_request_socket(e)
             raise SnapdError(
                 f'snapd did not answer the request for {what} within '
                 f'{self.request_timeout:g} s; check `systemctl status snapd`',
                 kind='timeout',
             ) from e
         except (FileNotFoundError, ConnectionError) as e:
+            _close_request_socket(e)
             raise SnapdError(
                 f'cannot reach snapd at {self._socket or socket_path()} for {what} ({e}); '
                 'check that snapd is installed and running',
                 kind='connection-error',
             ) from e
         except (ValueError, http.client.HTTPException, TypeError, KeyError) as e:
+            _close_request_socket(e)
             raise SnapdError(
                 f'snapd sent an unreadable answer for {what} ({type(e).__name__}: {e})',
                 kind='bad-response',
@@ -518,6 +521,22 @@ class Snapd:
         return SnapdError(
             f'snapd answered the request for {what} with {result!r:.200}', kind='bad-response'
         )
+
+
+def _close_request_socket(error: BaseException) -> None:
+    # snap-http closes its socket only after a complete answer: after a refused
+    # connection, a timeout or a broken answer the socket (and the response
+    # reading from it) stay open until garbage-collected. Close them now.
+    tb = error.__traceback__
+    while tb is not None:
+        local_vars = tb.tb_frame.f_locals
+        response = local_vars.get('response')
+        if isinstance(response, http.client.HTTPResponse):
+            response.close()
+        sock = local_vars.get('sock')
+        if isinstance(sock, socket.socket):
+            sock.close()
+        tb = tb.tb_next
 
 
 def _snap_of(names: Sequence[str]) -> str:

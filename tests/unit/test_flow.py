@@ -327,3 +327,27 @@ def test_preview_of_a_unit_that_never_started(units: SystemdServices):
     preview = SeriesUpgradeFlow(units, flags=DictFlags()).preview()
     assert preview.services == ()
     assert 'never started' in preview.summary
+
+
+def test_a_unit_a_package_enabled_during_the_upgrade_is_disabled_again(
+    units: SystemdServices, fake_systemd: FakeSystemd
+):
+    flow = SeriesUpgradeFlow(units, flags=DictFlags(APPLICATION_STARTED))
+    prepare(flow)
+    fake_systemd.add_unit('cron.service', enabled='enabled', active=False)  # a postinst did it
+    complete(flow)
+    assert fake_systemd.unit('cron.service') == {'enabled': 'disabled', 'active': 'inactive'}
+
+
+def test_groups_dropped_from_the_list_between_prepare_and_complete_come_back(
+    fake_systemd: FakeSystemd,
+):
+    fake_systemd.add_unit('web.service')
+    fake_systemd.add_unit('old.service')
+    flags = DictFlags(APPLICATION_STARTED)
+    prepare(SeriesUpgradeFlow([SystemdServices(['web']), SystemdServices(['old'])], flags=flags))
+    assert fake_systemd.unit('old.service')['active'] == 'inactive'
+    # An upgrade-charm during the upgrade removed `old` from the charm's list.
+    complete(SeriesUpgradeFlow(SystemdServices(['web']), flags=flags))
+    assert fake_systemd.held() == []
+    assert fake_systemd.unit('old.service') == {'enabled': 'enabled', 'active': 'active'}
