@@ -260,6 +260,38 @@ class FakeSnapd:
                 services={app: Service(enabled, active) for app in services},
             )
 
+    def add_store_snap(
+        self,
+        name: str,
+        *,
+        revisions: Iterable[str],
+        services: Iterable[str] = ('daemon',),
+        version: str = '1.0',
+    ) -> None:
+        """Offer a snap that is not installed, as if from the store.
+
+        ``POST /v2/snaps/{name}`` with ``install`` (a revision among
+        ``revisions``, or the highest) installs it, its services enabled and
+        running when the change is done.
+
+        Example::
+
+            snapd.add_store_snap('foo', revisions=['10', '11'])
+        """
+        revisions = list(revisions)
+        if not revisions:
+            raise ValueError('a store snap needs at least one revision')
+        with self._state.lock:
+            self._state.store[name] = Snap(
+                name=name,
+                revision=revisions[0],
+                available=set(revisions),
+                sequence=[],
+                version=version,
+                channel='latest/stable',
+                services={app: Service(True, True) for app in services},
+            )
+
     def revision(self, name: str) -> str:
         """Return the installed revision of snap ``name`` (KeyError if not installed)."""
         with self._state.lock:

@@ -300,6 +300,7 @@ class SnapdState:
         self.change_duration = change_duration
         self.refresh_faults: deque[RefreshFault] = deque()
         self.conflicts: deque[str] = deque()
+        self.store: dict[str, Snap] = {}
         self._change_ids = itertools.count(1)
         self._task_ids = itertools.count(1)
 
@@ -433,6 +434,8 @@ class SnapdState:
             raise ApiError(400, f'unknown action "{action}"')
         snap = self.snaps.get(name)
         if action == 'install':
+            if snap is None and name in self.store:
+                return self._install(self.store[name], revision)
             if snap is None:
                 raise ApiError(404, 'snap not found', kind='snap-not-found', value=name)
             raise ApiError(
@@ -484,6 +487,39 @@ class SnapdState:
             snap.channel = channel
         fault = self.refresh_faults.popleft() if self.refresh_faults else None
         return self._relink(snap, revision, 'refresh-snap', f'Refresh "{snap.name}" snap', fault)
+
+    def _install(self, offer: Snap, revision: str | None) -> Change:
+        if revision is None:
+            revision = max(offer.available, key=lambda r: int(r.lstrip('x')))
+        elif revision not in offer.available:
+            raise ApiError(
+                404,
+                'no snap revision available as specified',
+                kind='snap-revision-not-available',
+                value=offer.name,
+            )
+        self._check_conflict([offer.name])
+        task = self._task('link-snap', f'Make snap "{offer.name}" ({revision}) available')
+        task.set('Doing')
+        change = self._new_change(
+            'install-snap', f'Install "{offer.name}" snap', [offer.name], [task]
+        )
+        change.status = 'Doing'
+
+        def finish() -> None:
+            # The snap appears, its services enabled and started, when the change ends.
+            self.snaps[offer.name] = dataclasses.replace(
+                offer,
+                revision=revision,
+                sequence=[revision],
+                available=set(offer.available),
+                services={app: Service(True, True) for app in offer.services},
+            )
+            task.set('Done')
+            self._finish(change, 'Done')
+
+        self._schedule(change, self.change_duration, finish)
+        return change
 
     def _revert(self, snap: Snap, revision: str | None) -> Change:
         index = snap.sequence.index(snap.revision)

@@ -626,3 +626,16 @@ def test_socket_path_argument_and_length_check():
     assert not os.path.exists(short.socket_path)
     with pytest.raises(ValueError, match='too long'):
         FakeSnapd('/tmp/' + 'x' * 120)
+
+
+def test_a_store_snap_installs_at_the_revision_asked() -> None:
+    from charm_upgrade.snapd import Snapd
+
+    with FakeSnapd(change_duration=0.02) as fake:
+        fake.add_store_snap('shop', revisions=['10', '11'], services=['api'])
+        client = Snapd()
+        assert client.find_snap('shop') is None
+        change = client.run(lambda: client.install('shop', revision='10'), what='install')
+        assert change.kind == 'install-snap'
+        assert fake.revision('shop') == '10'
+        assert fake.service_state('shop') == {'api': (True, True)}
