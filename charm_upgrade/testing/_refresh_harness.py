@@ -1,0 +1,477 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""Run the real ``charm_refresh.Machines`` inside ops.testing: :class:`RefreshHarness`.
+
+charm-refresh calls Juju hook tools as subprocesses, reads ``refresh_versions.toml`` and
+``.juju-charm`` from the working directory, reads ``$JUJU_PRINCIPAL_UNIT`` and asks snapd for the
+installed revision over ``/run/snapd.socket``. Around each ``ctx.run`` the harness supplies all of
+that for one unit: the hook tools answered from, and written into, the run's State; a charm
+directory of its own as working directory; Juju's action parameter defaults; and charm-refresh's
+snapd requests sent to a :class:`~charm_upgrade.testing.FakeSnapd` socket.
+
+Example::
+
+    harness = RefreshHarness(MyCharm, versions=RefreshVersions(
+        charm='1/1.0.0', workload='1.0', snap='tiny', revisions={'x86_64': '10'}),
+        charm_dir=tmp_path / 'unit-0', snapd_socket=snapd.socket_path)
+    state = harness.run(harness.ctx.on.install(), state)
+    harness.simulate_juju_refresh('1/1.1.0', '11')
+    state = harness.upgrade_charm(state)
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import importlib
+import json
+import os
+import pathlib
+import platform
+import sys
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import httpx
+import ops
+import snap_http.http
+from ops import testing
+
+from . import _refresh_scenario
+from ._refresh_hooktools import FakeHookTools, module_shim
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Mapping, Sequence
+
+    from scenario.state import _Event
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - charm-refresh depends on tomli
+    import tomli as tomllib
+
+__all__ = [
+    'PEER_ENDPOINT',
+    'EventCalls',
+    'RefreshHarness',
+    'RefreshVersions',
+]
+
+PEER_ENDPOINT = 'refresh-v-three'
+"""The peer relation endpoint charm-refresh hard-codes."""
+
+EPOCH = 1_767_225_600.0
+"""The simulated time of the first ``.juju-charm`` (2026-01-01 UTC): runs are reproducible."""
+
+_SNAPD_SOCKET = '/run/snapd.socket'
+_SOCKET_ENV = 'CHARM_UPGRADE_SNAPD_SOCKET'
+# The modules whose `subprocess` global runs Juju hook tools, and the one whose `httpx` global
+# talks to snapd.
+_SUBPROCESS_USERS = ('charm_._main', 'charm_._status', 'charm_._logging', 'charm_refresh._main')
+_HTTPX_USER = 'charm_refresh._main'
+
+CharmT = TypeVar('CharmT', bound=ops.CharmBase)
+
+
+def _no_transport(*_: object, **__: object) -> None:
+    """charm-refresh's transport: unused, since the shimmed ``httpx.Client`` ignores it."""
+
+
+def _revisions(value: str | Mapping[str, str]) -> dict[str, str]:
+    if isinstance(value, str):
+        return {platform.machine(): value}
+    return dict(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshVersions:
+    """What a built charm's ``refresh_versions.toml`` says.
+
+    Attributes:
+        charm: the charm version the build writes (e.g. ``'1/1.0.0'``); ``unknown/…`` or
+            ``….dirty`` versions are unreleased, hence incompatible by default.
+        workload: the upstream workload version of the pinned snap revisions.
+        snap: the workload snap's name.
+        revisions: pinned snap revision by ``platform.machine()`` architecture.
+        charm_major: leave as 1.
+    """
+
+    charm: str
+    workload: str
+    snap: str
+    revisions: Mapping[str, str]
+    charm_major: int = 1
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, charm: str) -> RefreshVersions:
+        """Read a charm's source ``refresh_versions.toml`` and add the build-time charm version.
+
+        Args:
+            path: the source file (without the ``charm`` key).
+            charm: the version the build would write, e.g. ``'1/1.0.0'``.
+
+        Returns:
+            The versions.
+        """
+        data = tomllib.loads(pathlib.Path(path).read_text())
+        snap = data['snap']
+        return cls(
+            charm=charm,
+            workload=str(data['workload']),
+            snap=str(snap['name']),
+            revisions={str(k): str(v) for k, v in snap['revisions'].items()},
+            charm_major=int(data.get('charm_major', 1)),
+        )
+
+    def evolve(
+        self,
+        *,
+        charm: str | None = None,
+        workload: str | None = None,
+        revisions: str | Mapping[str, str] | None = None,
+    ) -> RefreshVersions:
+        """A copy with some fields changed.
+
+        Args:
+            charm: the new charm version.
+            workload: the new workload version.
+            revisions: the new pinned revisions; a str pins this machine's architecture only.
+
+        Returns:
+            The new versions.
+        """
+        return dataclasses.replace(
+            self,
+            charm=self.charm if charm is None else charm,
+            workload=self.workload if workload is None else workload,
+            revisions=self.revisions if revisions is None else _revisions(revisions),
+        )
+
+    @property
+    def revision(self) -> str:
+        """The snap revision pinned for this machine's architecture."""
+        return self.revisions[platform.machine()]
+
+    def to_toml(self) -> str:
+        """The file as the built charm ships it, with the ``charm`` key."""
+        lines = [
+            f'charm_major = {self.charm_major}',
+            f'workload = {json.dumps(self.workload)}',
+            f'charm = {json.dumps(self.charm)}',
+            '',
+            '[snap]',
+            f'name = {json.dumps(self.snap)}',
+            '',
+            '[snap.revisions]',
+            *(f'{json.dumps(arch)} = {json.dumps(rev)}' for arch, rev in self.revisions.items()),
+        ]
+        return '\n'.join(lines) + '\n'
+
+
+@dataclasses.dataclass(frozen=True)
+class EventCalls:
+    """The hook-tool calls charm-api and charm-refresh made in one event.
+
+    Attributes:
+        event: the event's Python name, e.g. ``upgrade_charm`` or ``resume_refresh_action``.
+        calls: calls by tool name.
+        ok: False if the charm raised (Juju would drop the event's relation writes).
+    """
+
+    event: str
+    calls: collections.Counter[str]
+    ok: bool = True
+
+    @property
+    def total(self) -> int:
+        """All hook-tool calls in the event."""
+        return sum(self.calls.values())
+
+
+class RefreshHarness(Generic[CharmT]):
+    """One unit of a charm that uses the real ``charm_refresh.Machines``, under ops.testing.
+
+    The harness owns the unit's :class:`ops.testing.Context` (``ctx``) and charm directory. Run
+    events with :meth:`run` (or wrap your own ``ctx.run`` in :meth:`patched`); chain the States
+    as usual. Hook tools that charm-refresh runs go through the run's model backend, so output
+    States show its statuses, relation data and workload version, and ``ctx.action_results``,
+    ``ctx.action_logs`` and :class:`ops.testing.ActionFailed` show its action outcomes.
+
+    Args:
+        charm_type: the charm class.
+        versions: the ``refresh_versions.toml`` of the charm revision deployed first.
+        charm_dir: this unit's charm directory (created if needed): working directory of every
+            run, home of ``.juju-charm``, ``refresh_versions.toml`` and charm-refresh's
+            ``.charm_refresh_v3/``. Give each unit its own.
+        meta: charm metadata (a ``charmcraft.yaml`` dict works), or None to let ops.testing load
+            the charm's ``charmcraft.yaml``.
+        actions: the charm's actions, if not in ``meta``.
+        config: the charm's config options, if not in ``meta``.
+        app_name: the application name (default: the charm's name).
+        unit_id: this unit's number.
+        charm_revision: the Charmhub revision of the deployed charm (``.juju-charm``).
+        charmhub: False to deploy a local charm (``local:<name>-<revision>``), whose rollback
+            hints read ``--revision None``.
+        snapd_socket: the unix socket charm-refresh, snap-http and charm-upgrade should use; if
+            None, ``$CHARM_UPGRADE_SNAPD_SOCKET`` or snap-http's socket at run time (both set
+            while a ``FakeSnapd`` is entered).
+        principal_unit: ``$JUJU_PRINCIPAL_UNIT``: empty for a principal charm.
+        goal_units: unit numbers ``goal-state`` lists for the application; None lists this unit
+            and its peers, i.e. every unit has joined the peer relation.
+        mtime: the simulated modification time of the first ``.juju-charm``.
+        juju_version: the Juju version to simulate (default: ops.testing's).
+    """
+
+    def __init__(
+        self,
+        charm_type: type[CharmT],
+        *,
+        versions: RefreshVersions,
+        charm_dir: str | os.PathLike[str],
+        meta: Mapping[str, Any] | None = None,
+        actions: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        app_name: str | None = None,
+        unit_id: int = 0,
+        charm_revision: int = 1,
+        charmhub: bool = True,
+        snapd_socket: str | None = None,
+        principal_unit: str = '',
+        goal_units: Sequence[int] | None = None,
+        mtime: float = EPOCH,
+        juju_version: str | None = None,
+    ) -> None:
+        self.charm_dir = pathlib.Path(charm_dir).absolute()
+        """This unit's charm directory."""
+        self.charm_dir.mkdir(parents=True, exist_ok=True)
+        extra: dict[str, Any] = {} if juju_version is None else {'juju_version': juju_version}
+        self.ctx: testing.Context[CharmT] = testing.Context(
+            charm_type,
+            dict(meta) if meta is not None else None,
+            actions=dict(actions) if actions is not None else None,
+            config=dict(config) if config is not None else None,
+            charm_root=self.charm_dir,
+            app_name=app_name,
+            unit_id=unit_id,
+            **extra,
+        )
+        """The unit's ops.testing Context: use ``ctx.on`` to build events."""
+        self.snapd_socket = snapd_socket
+        """The snapd socket for runs, or None to follow ``FakeSnapd``'s."""
+        self.principal_unit = principal_unit
+        """``$JUJU_PRINCIPAL_UNIT`` for runs."""
+        self.goal_units: list[int] | None = None if goal_units is None else list(goal_units)
+        """Unit numbers ``goal-state`` lists, or None for this unit and its peers."""
+        self.calls: list[EventCalls] = []
+        """Hook-tool calls of every event run through :meth:`run`, in order."""
+        self.upgrade_charm_pending = False
+        """True between :meth:`simulate_juju_refresh` and the next upgrade-charm that succeeds."""
+        self._charmhub = charmhub
+        self._backend: _refresh_scenario.Backend | None = None
+        self._tools = FakeHookTools(self._current_backend, goal_units=self._goal_unit_names)
+        self._versions = versions
+        self._charm_revision = charm_revision
+        self._mtime = mtime
+        self._write_charm(mtime)
+
+    def close(self) -> None:
+        """Remove the Context's temporary directories (the charm directory stays)."""
+        self.ctx.close()
+
+    # The deployed charm
+
+    @property
+    def app_name(self) -> str:
+        """The application's name."""
+        return self.ctx.app_name
+
+    @property
+    def unit_name(self) -> str:
+        """This unit's name, e.g. ``tiny/0``."""
+        return f'{self.ctx.app_name}/{self.ctx.unit_id}'
+
+    @property
+    def versions(self) -> RefreshVersions:
+        """The ``refresh_versions.toml`` of the charm code currently on the unit."""
+        return self._versions
+
+    @property
+    def charm_revision(self) -> int:
+        """The revision of the charm code currently on the unit."""
+        return self._charm_revision
+
+    @property
+    def juju_charm(self) -> str:
+        """The contents of ``.juju-charm``, e.g. ``ch:amd64/jammy/tiny-6``."""
+        name = _refresh_scenario.charm_meta(self.ctx).get('name', self.app_name)
+        if self._charmhub:
+            return f'ch:amd64/jammy/{name}-{self._charm_revision}'
+        return f'local:{name}-{self._charm_revision}'
+
+    @property
+    def mtime(self) -> float:
+        """The simulated modification time of ``.juju-charm``."""
+        return self._mtime
+
+    def simulate_juju_refresh(
+        self,
+        charm_version: str,
+        revisions: str | Mapping[str, str],
+        *,
+        workload: str | None = None,
+        charm_revision: int | None = None,
+        mtime: float | None = None,
+    ) -> None:
+        """Swap in new charm code as ``juju refresh`` does; then run upgrade-charm.
+
+        Writes the new ``refresh_versions.toml`` and ``.juju-charm`` and gives ``.juju-charm`` a
+        later modification time, which is how charm-refresh notices new charm code. Juju runs
+        upgrade-charm next (:meth:`upgrade_charm`); running another event first simulates Juju
+        skipping it (LP#2068500): charm-refresh then waits for upgrade-charm or config-changed.
+
+        Args:
+            charm_version: the new charm version, e.g. ``'1/1.1.0'``.
+            revisions: the new pinned snap revisions; a str pins this machine's architecture.
+            workload: the new workload version (default: unchanged).
+            charm_revision: the new Charmhub revision (default: the current one plus one); give
+                the old one to roll back.
+            mtime: the new modification time (default: the current one plus a minute).
+        """
+        self._versions = self._versions.evolve(
+            charm=charm_version, workload=workload, revisions=revisions
+        )
+        self._charm_revision = (
+            self._charm_revision + 1 if charm_revision is None else charm_revision
+        )
+        new_mtime = self._mtime + 60 if mtime is None else mtime
+        if new_mtime == self._mtime:
+            raise ValueError('a refreshed .juju-charm needs a new modification time')
+        self._write_charm(new_mtime)
+        self.upgrade_charm_pending = True
+
+    def _write_charm(self, mtime: float) -> None:
+        (self.charm_dir / 'refresh_versions.toml').write_text(self._versions.to_toml())
+        juju_charm = self.charm_dir / '.juju-charm'
+        juju_charm.write_text(self.juju_charm + '\n')
+        os.utime(juju_charm, (mtime, mtime))
+        self._mtime = mtime
+
+    # Running events
+
+    def run(self, event: _Event, state: testing.State) -> testing.State:
+        """Run one event on this unit with charm-refresh's environment in place.
+
+        Args:
+            event: an event from ``harness.ctx.on``.
+            state: the input State.
+
+        Returns:
+            The output State.
+
+        Raises:
+            ops.testing.ActionFailed: an action failed (its ``state`` is the output State).
+            ops.testing.errors.UncaughtCharmError: the charm raised; Juju would drop the event's
+                relation writes, and the unit's files keep what was written.
+        """
+        name = _refresh_scenario.event_name(event)
+        self._tools.calls.clear()
+        ok = False
+        try:
+            with self.patched():
+                output = self.ctx.run(event, state)
+            ok = True
+        except testing.ActionFailed:
+            ok = True
+            raise
+        finally:
+            self.calls.append(EventCalls(name, collections.Counter(self._tools.calls), ok))
+        if name in ('upgrade_charm', 'config_changed'):
+            self.upgrade_charm_pending = False
+        return output
+
+    def upgrade_charm(self, state: testing.State) -> testing.State:
+        """Run upgrade-charm, as Juju does after :meth:`simulate_juju_refresh`.
+
+        Args:
+            state: the input State.
+
+        Returns:
+            The output State.
+        """
+        return self.run(self.ctx.on.upgrade_charm(), state)
+
+    @property
+    def last_calls(self) -> collections.Counter[str]:
+        """Hook-tool calls by tool name in the last event run through :meth:`run`."""
+        return self.calls[-1].calls if self.calls else collections.Counter()
+
+    @contextlib.contextmanager
+    def patched(self) -> Generator[None, None, None]:
+        """The environment charm-refresh needs, for a ``ctx.run`` of this unit's Context.
+
+        Inside the block: the unit's charm directory is the working directory;
+        ``$JUJU_PRINCIPAL_UNIT`` is set; charm-api's and charm-refresh's hook tools are answered
+        from the run's State; charm-refresh, snap-http and charm-upgrade talk to the unit's
+        snapd socket. Everything is restored on exit.
+
+        Yields:
+            None.
+        """
+        socket = self.snapd_socket or os.environ.get(_SOCKET_ENV) or snap_http.http.SNAPD_SOCKET
+        clients: list[httpx.Client] = []
+
+        def client(*_: Any, **__: Any) -> httpx.Client:
+            # One client per run, closed on exit (charm-refresh builds one per request and
+            # never closes it; a TLS-ready transport costs ~20 ms to build).
+            if not clients:
+                transport = httpx.HTTPTransport(uds=socket, verify=False)
+                clients.append(httpx.Client(transport=transport, trust_env=False))
+            return clients[0]
+
+        subprocess_shim = module_shim(importlib.import_module('subprocess'), run=self._tools.run)
+        httpx_shim = module_shim(httpx, Client=client, HTTPTransport=_no_transport)
+        swaps = [
+            (importlib.import_module(n), 'subprocess', subprocess_shim) for n in _SUBPROCESS_USERS
+        ]
+        swaps.append((importlib.import_module(_HTTPX_USER), 'httpx', httpx_shim))
+        saved = [(module, attr, getattr(module, attr)) for module, attr, _ in swaps]
+        env = {'JUJU_PRINCIPAL_UNIT': self.principal_unit}
+        if socket != _SNAPD_SOCKET:
+            env[_SOCKET_ENV] = socket
+        saved_env = {key: os.environ.get(key) for key in env}
+        saved_socket = snap_http.http.SNAPD_SOCKET
+        cwd = os.getcwd()
+        try:
+            for module, attr, value in swaps:
+                setattr(module, attr, value)
+            os.environ.update(env)
+            snap_http.http.SNAPD_SOCKET = socket
+            os.chdir(self.charm_dir)
+            with _refresh_scenario.capture_backends(self._set_backend):
+                yield
+        finally:
+            os.chdir(cwd)
+            snap_http.http.SNAPD_SOCKET = saved_socket
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            for module, attr, value in saved:
+                setattr(module, attr, value)
+            for each in clients:
+                each.close()
+            self._backend = None
+
+    def _set_backend(self, backend: _refresh_scenario.Backend) -> None:
+        self._backend = backend
+
+    def _current_backend(self) -> _refresh_scenario.Backend:
+        if self._backend is None:
+            raise RuntimeError('a hook tool ran outside a RefreshHarness run')
+        return self._backend
+
+    def _goal_unit_names(self) -> list[str] | None:
+        if self.goal_units is None:
+            return None
+        return [f'{self.app_name}/{n}' for n in self.goal_units]

@@ -1,0 +1,544 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""A whole application under ops.testing, refreshed unit by unit: :class:`RollingRefresh`.
+
+Each unit has its own :class:`~charm_upgrade.testing.RefreshHarness` (its ops.testing State and
+charm directory) and its own :class:`~charm_upgrade.testing.FakeSnapd`. The units share the
+``refresh-v-three`` peer relation the way Juju shares it: a unit's writes become visible to the
+others when its event ends without error, and each unit whose view changed is queued a
+``relation-changed``. Queued events are delivered one round at a time, one event per unit per
+round, highest unit first, so every run of a scenario is the same.
+
+Example::
+
+    with RollingRefresh(MyCharm, units=3, snap='tiny', revision='10', revisions=['11'],
+                        charm_version='1/1.0.0') as app:
+        app.install()
+        app.refresh('1/1.1.0', '11')          # juju refresh; unit 2 refreshes, then pauses
+        app.run_action(1, 'resume-refresh')
+        assert app.refresh_order == [2, 1, 0]
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import pathlib
+import shutil
+import tempfile
+from typing import TYPE_CHECKING, Any, Generic, cast
+
+from ops import testing
+
+from ._fake_snapd import FakeSnapd
+from ._refresh_harness import (
+    EPOCH,
+    PEER_ENDPOINT,
+    CharmT,
+    RefreshHarness,
+    RefreshVersions,
+    _revisions,
+)
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable, Mapping
+    from types import TracebackType
+
+    from scenario.state import _EntityStatus, _Event
+
+__all__ = ['ActionOutcome', 'EventRecord', 'RollingRefresh']
+
+_RELATION_ID = 1
+_UPGRADE = ('upgrade_charm', 'config_changed')
+
+
+@dataclasses.dataclass(frozen=True)
+class EventRecord:
+    """One event delivered to one unit.
+
+    Attributes:
+        unit: the unit's number.
+        event: the event's Python name, e.g. ``refresh_v_three_relation_changed``.
+        remote_unit: the remote unit of a relation event.
+        calls: the hook-tool calls charm-api and charm-refresh made, by tool.
+        error: what the charm raised, if it did (Juju drops the event's relation writes and
+            retries the event).
+    """
+
+    unit: int
+    event: str
+    remote_unit: int | None
+    calls: collections.Counter[str]
+    error: str | None = None
+
+    @property
+    def total_calls(self) -> int:
+        """All hook-tool calls in the event."""
+        return sum(self.calls.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class ActionOutcome:
+    """What ``juju run <unit> <action>`` would report.
+
+    Attributes:
+        unit: the unit's number.
+        name: the action.
+        results: the results the charm set (charm-refresh sets ``result``).
+        logs: the messages the charm logged, in order.
+        failure: the failure message, or None if the action succeeded.
+    """
+
+    unit: int
+    name: str
+    results: dict[str, Any]
+    logs: list[str]
+    failure: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the action succeeded."""
+        return self.failure is None
+
+
+@dataclasses.dataclass
+class _Pending:
+    kind: str  # a ctx.on attribute name
+    remote: int | None = None
+
+
+@dataclasses.dataclass
+class _Unit(Generic[CharmT]):
+    number: int
+    harness: RefreshHarness[CharmT]
+    snapd: FakeSnapd
+    state: testing.State
+    queue: collections.deque[_Pending] = dataclasses.field(
+        default_factory=collections.deque[_Pending]
+    )
+    in_relation: bool = False
+    joined: set[int] = dataclasses.field(default_factory=set[int])
+    failing: bool = False  # the head of the queue raised last time
+
+
+class RollingRefresh(Generic[CharmT]):
+    """N units of one application that uses the real ``charm_refresh.Machines``.
+
+    Use as a context manager (or call :meth:`close`): it runs one FakeSnapd per unit.
+
+    Args:
+        charm_type: the charm class.
+        units: how many units.
+        snap: the workload snap's name.
+        revision: the snap revision the first charm revision pins; installed on every unit.
+        charm_version: the first charm revision's version, e.g. ``'1/1.0.0'``.
+        workload: the workload version of ``revision``.
+        revisions: other snap revisions the fake store offers (refresh targets).
+        services: the snap's services.
+        meta: charm metadata (a ``charmcraft.yaml`` dict works), or None to load the charm's
+            ``charmcraft.yaml``.
+        actions: the charm's actions, if not in ``meta``.
+        config: the charm's config options, if not in ``meta``.
+        options: config values set by the operator (defaults come from the charm's config).
+        app_name: the application's name (default: the charm's).
+        leader: the leader unit's number.
+        charm_revision: the Charmhub revision deployed first.
+        charmhub: False for a local charm.
+        root: where to put the units' charm directories (default: a new temporary directory,
+            removed by :meth:`close`).
+        change_duration: seconds each FakeSnapd change takes.
+    """
+
+    def __init__(
+        self,
+        charm_type: type[CharmT],
+        *,
+        units: int = 3,
+        snap: str,
+        revision: str,
+        charm_version: str,
+        workload: str = '1.0',
+        revisions: Iterable[str] = (),
+        services: Iterable[str] = ('daemon',),
+        meta: Mapping[str, Any] | None = None,
+        actions: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        options: Mapping[str, str | int | float | bool] | None = None,
+        app_name: str | None = None,
+        leader: int = 0,
+        charm_revision: int = 1,
+        charmhub: bool = True,
+        root: str | os.PathLike[str] | None = None,
+        change_duration: float = 0.01,
+    ) -> None:
+        if units < 1 or not 0 <= leader < units:
+            raise ValueError('need at least one unit, and the leader among them')
+        self._own_root = root is None
+        self.root = pathlib.Path(root or tempfile.mkdtemp(prefix='rolling-refresh-'))
+        """Where the units' charm directories are."""
+        self.snap = snap
+        """The workload snap's name."""
+        self.leader = leader
+        """The leader unit's number."""
+        self.events: list[EventRecord] = []
+        """Every event delivered, in order."""
+        self.refresh_order: list[int] = []
+        """Units in the order their snap revision changed since the last :meth:`refresh`."""
+        self._clock = EPOCH
+        self._charm_revision = charm_revision
+        self._unit_data: dict[int, dict[str, str]] = {}
+        self._app_data: dict[str, str] = {}
+        self._units: list[_Unit[CharmT]] = []
+        self._snapds: list[FakeSnapd] = []
+        versions = RefreshVersions(
+            charm=charm_version, workload=workload, snap=snap, revisions=_revisions(revision)
+        )
+        try:
+            for number in range(units):
+                snapd = FakeSnapd(change_duration=change_duration)
+                self._snapds.append(snapd)  # first, so that close() stops it
+                snapd.start()
+                harness = RefreshHarness(
+                    charm_type,
+                    versions=versions,
+                    charm_dir=self.root / f'unit-{number}',
+                    meta=meta,
+                    actions=actions,
+                    config=config,
+                    app_name=app_name,
+                    unit_id=number,
+                    charm_revision=charm_revision,
+                    charmhub=charmhub,
+                    snapd_socket=snapd.socket_path,
+                    goal_units=range(units),
+                    mtime=self._clock,
+                )
+                state = testing.State(
+                    leader=number == leader, config=dict(options or {}), planned_units=units
+                )
+                self._units.append(_Unit(number, harness, snapd, state))
+                snapd.add_snap(snap, revision=revision, revisions=revisions, services=services)
+                self._unit_data[number] = dict(testing.PeerRelation(PEER_ENDPOINT).local_unit_data)
+        except BaseException:
+            self.close()
+            raise
+
+    # Life cycle
+
+    def close(self) -> None:
+        """Stop the fake snapds and remove the temporary charm directories."""
+        for snapd in self._snapds:
+            snapd.stop()
+        for unit in self._units:
+            unit.harness.close()
+        if self._own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> RollingRefresh[CharmT]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # What tests look at
+
+    @property
+    def units(self) -> list[int]:
+        """The unit numbers."""
+        return [unit.number for unit in self._units]
+
+    def unit_state(self, unit: int) -> testing.State:
+        """The unit's State after its last event, with the peer relation as it sees it now."""
+        return self._with_relation(self._units[unit])
+
+    @property
+    def app_status(self) -> _EntityStatus:
+        """The application status (as the leader last set it)."""
+        return self._units[self.leader].state.app_status
+
+    def unit_status(self, unit: int) -> _EntityStatus:
+        """The unit's status."""
+        return self._units[unit].state.unit_status
+
+    def revision(self, unit: int) -> str:
+        """The snap revision installed on the unit."""
+        return self._units[unit].snapd.revision(self.snap)
+
+    def harness(self, unit: int) -> RefreshHarness[CharmT]:
+        """The unit's harness (its Context is ``harness(n).ctx``)."""
+        return self._units[unit].harness
+
+    def snapd(self, unit: int) -> FakeSnapd:
+        """The unit's fake snapd, e.g. to inject a fault."""
+        return self._units[unit].snapd
+
+    @property
+    def app_data(self) -> dict[str, str]:
+        """The application's peer databag, as committed."""
+        return dict(self._app_data)
+
+    def unit_data(self, unit: int) -> dict[str, str]:
+        """The unit's peer databag, as committed."""
+        return dict(self._unit_data[unit])
+
+    @property
+    def hook_tool_calls(self) -> int:
+        """Hook-tool calls in all events so far."""
+        return sum(record.total_calls for record in self.events)
+
+    @property
+    def pending(self) -> dict[int, list[str]]:
+        """Events queued on each unit, by kind."""
+        return {unit.number: [p.kind for p in unit.queue] for unit in self._units}
+
+    # What Juju does
+
+    def install(self, *, settle: bool = True) -> None:
+        """Deploy: install on every unit, then the peer relation, leadership, config, start.
+
+        Then every unit joins every other unit's view of the peer relation (``relation-joined``
+        and ``relation-changed``); until all have, charm-refresh raises
+        ``PeerRelationNotReady``.
+
+        Args:
+            settle: deliver the queued events (see :meth:`settle`).
+        """
+        for unit in self._units:
+            unit.queue.append(_Pending('install'))
+        for unit in self._units:
+            unit.queue.append(_Pending('relation_created'))
+            if unit.number == self.leader:
+                unit.queue.append(_Pending('leader_elected'))
+            unit.queue.extend([_Pending('config_changed'), _Pending('start')])
+            for other in self.units:
+                if other != unit.number:
+                    unit.queue.append(_Pending('relation_joined', other))
+                    unit.queue.append(_Pending('relation_changed', other))
+        if settle:
+            self.settle()
+
+    def refresh(
+        self,
+        charm_version: str,
+        revision: str | Mapping[str, str],
+        *,
+        workload: str | None = None,
+        charm_revision: int | None = None,
+        settle: bool = True,
+    ) -> None:
+        """``juju refresh``: new charm code on every unit, then upgrade-charm, highest first.
+
+        Every unit gets the new ``refresh_versions.toml`` and ``.juju-charm`` at the same
+        simulated time; upgrade-charm and config-changed go to the front of each unit's queue
+        (behind an event that is failing, which Juju retries with the new code first), replacing
+        any still queued.
+        :attr:`refresh_order` starts afresh.
+
+        Args:
+            charm_version: the new charm version.
+            revision: the snap revision it pins (a str: this machine's architecture).
+            workload: the new workload version (default: unchanged).
+            charm_revision: the new Charmhub revision (default: the last one plus one); the old
+                one to roll back.
+            settle: deliver the queued events (see :meth:`settle`).
+        """
+        self._clock += 60
+        self._charm_revision = (
+            self._charm_revision + 1 if charm_revision is None else charm_revision
+        )
+        self.refresh_order = []
+        for unit in self._units:
+            unit.harness.simulate_juju_refresh(
+                charm_version,
+                revision,
+                workload=workload,
+                charm_revision=self._charm_revision,
+                mtime=self._clock,
+            )
+            # Juju coalesces charm upgrades: one upgrade-charm and one config-changed, next.
+            failing = [unit.queue[0]] if unit.failing and unit.queue else []
+            rest = [p for p in list(unit.queue)[len(failing) :] if p.kind not in _UPGRADE]
+            upgrade = [] if failing and failing[0].kind == 'upgrade_charm' else ['upgrade_charm']
+            unit.queue = collections.deque(
+                [*failing, *(_Pending(kind) for kind in [*upgrade, 'config_changed']), *rest]
+            )
+        if settle:
+            self.settle()
+
+    def configure(self, options: Mapping[str, str | int | float | bool]) -> None:
+        """``juju config``: change options on every unit, then config-changed everywhere.
+
+        Args:
+            options: the options to set.
+        """
+        for unit in self._units:
+            unit.state = dataclasses.replace(unit.state, config={**unit.state.config, **options})
+            unit.queue.append(_Pending('config_changed'))
+        self.settle()
+
+    def update_status(self) -> None:
+        """Queue update-status on every unit and settle."""
+        for unit in self._units:
+            unit.queue.append(_Pending('update_status'))
+        self.settle()
+
+    def run_action(
+        self,
+        unit: int,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        settle: bool = True,
+    ) -> ActionOutcome:
+        """``juju run <app>/<unit> <name> [params]``, then settle.
+
+        Args:
+            unit: the unit's number.
+            name: the action.
+            params: parameters (the charm's defaults fill the rest, as Juju does).
+            settle: deliver the events the action causes.
+
+        Returns:
+            The action's results, logs and failure message.
+
+        Raises:
+            ops.testing.errors.UncaughtCharmError: the charm raised.
+        """
+        target = self._units[unit]
+        ctx = target.harness.ctx
+        event = ctx.on.action(name, params=dict(params) if params else None)
+        failure: str | None = None
+        try:
+            self._run(target, event, None)
+        except testing.ActionFailed as e:
+            failure = e.message
+            assert e.state is not None
+            self._commit(target, cast('testing.State', e.state))
+        outcome = ActionOutcome(
+            unit, name, dict(ctx.action_results or {}), list(ctx.action_logs), failure
+        )
+        if settle:
+            self.settle()
+        return outcome
+
+    def settle(self, max_rounds: int = 50, *, raise_on_error: bool = True) -> int:
+        """Deliver queued events until there are none.
+
+        Each round delivers the event at the head of each unit's queue, highest unit first.
+        An event the charm raises in stays at the head and is retried next round.
+
+        Args:
+            max_rounds: give up after this many rounds.
+            raise_on_error: re-raise what the charm raises (the event stays queued).
+
+        Returns:
+            The number of rounds.
+
+        Raises:
+            RuntimeError: events are still queued after ``max_rounds`` rounds.
+            ops.testing.errors.UncaughtCharmError: the charm raised and ``raise_on_error``.
+        """
+        for rounds in range(max_rounds):
+            busy = [unit for unit in reversed(self._units) if unit.queue]
+            if not busy:
+                return rounds
+            for unit in busy:
+                pending = unit.queue[0]
+                try:
+                    self._deliver(unit, pending)
+                except testing.errors.UncaughtCharmError:
+                    unit.failing = True
+                    if raise_on_error:
+                        raise
+                else:
+                    unit.failing = False
+                    unit.queue.popleft()
+        raise RuntimeError(f'not settled after {max_rounds} rounds; queued: {self.pending}')
+
+    # Delivery
+
+    def _deliver(self, unit: _Unit[CharmT], pending: _Pending) -> None:
+        if pending.kind == 'relation_created':
+            unit.in_relation = True
+        elif pending.kind == 'relation_joined' and pending.remote is not None:
+            unit.joined.add(pending.remote)
+        state = self._with_relation(unit)
+        on = unit.harness.ctx.on
+        if pending.kind.startswith('relation_'):
+            relation = state.get_relation(_RELATION_ID)
+            factory = getattr(on, pending.kind)
+            if pending.remote is None:
+                event = factory(relation)
+            else:
+                event = factory(relation, remote_unit=pending.remote)
+        else:
+            event = getattr(on, pending.kind)()
+        self._run(unit, event, pending.remote, state)
+
+    def _run(
+        self,
+        unit: _Unit[CharmT],
+        event: _Event,
+        remote: int | None,
+        state: testing.State | None = None,
+    ) -> None:
+        before = unit.snapd.revision(self.snap)
+        try:
+            output = unit.harness.run(event, state or self._with_relation(unit))
+        except testing.errors.UncaughtCharmError as e:
+            self._record(unit, remote, f'{type(e.__cause__).__name__}: {e.__cause__}')
+            raise
+        except testing.ActionFailed:
+            self._record(unit, remote, None)
+            raise
+        finally:
+            if unit.snapd.revision(self.snap) != before:
+                self.refresh_order.append(unit.number)
+        self._record(unit, remote, None)
+        self._commit(unit, output)
+
+    def _record(self, unit: _Unit[CharmT], remote: int | None, error: str | None) -> None:
+        last = unit.harness.calls[-1]
+        self.events.append(EventRecord(unit.number, last.event, remote, last.calls, error))
+
+    def _with_relation(self, unit: _Unit[CharmT]) -> testing.State:
+        others = [r for r in unit.state.relations if r.id != _RELATION_ID]
+        if not unit.in_relation:
+            return dataclasses.replace(unit.state, relations=others)
+        relation = testing.PeerRelation(
+            PEER_ENDPOINT,
+            id=_RELATION_ID,
+            local_app_data=dict(self._app_data),
+            local_unit_data=dict(self._unit_data[unit.number]),
+            peers_data={n: dict(self._unit_data[n]) for n in sorted(unit.joined)},
+        )
+        return dataclasses.replace(unit.state, relations=[*others, relation])
+
+    def _commit(self, unit: _Unit[CharmT], output: testing.State) -> None:
+        """The event ended without error: its writes become visible; peers hear of changes."""
+        unit.state = output
+        if not unit.in_relation:
+            return
+        relation = output.get_relation(_RELATION_ID)
+        changed = False
+        unit_data = dict(relation.local_unit_data)
+        if unit_data != self._unit_data[unit.number]:
+            self._unit_data[unit.number] = unit_data
+            changed = True
+        app_data = dict(relation.local_app_data)
+        if app_data != self._app_data:
+            self._app_data = app_data
+            changed = True
+        if not changed:
+            return
+        for other in self._units:
+            if unit.number in other.joined and not any(
+                p.kind == 'relation_changed' and p.remote == unit.number for p in other.queue
+            ):
+                other.queue.append(_Pending('relation_changed', unit.number))
