@@ -1,12 +1,40 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""Test kit for charms that use charm-upgrade.
+"""Test kit for charms that use charm-upgrade (and charm-refresh).
 
-- :class:`FakeSnapd`: a fake of snapd's REST API on a real unix socket, so
-  that snap-http (and :mod:`charm_upgrade.snapd`) run their real code in tests.
-- :class:`RecordedRequest`: one request :class:`FakeSnapd` received.
+Fakes that let the library's real code run in unit tests:
+
+- :class:`FakeSnapd`: snapd's REST API on a real unix socket, with faults to
+  inject, so that snap-http, :mod:`charm_upgrade.snapd` and charm-refresh talk
+  to it as they would to snapd.
+- :class:`FakeSystemd`: a stand-in ``systemctl`` on ``PATH``.
+
+charm-refresh for real inside ``ops.testing``:
+
+- :class:`RefreshHarness`: runs one unit's events with the real
+  ``charm_refresh.Machines``, its hook tools answered from the ops.testing
+  state, and simulates ``juju refresh``.
+- :class:`RollingRefresh`: several units of one application sharing the
+  peer relation, events delivered unit by unit as Juju would.
+
+Importing this package does not import pytest; nothing in the library
+imports it.
 """
 
 from ._fake_snapd import FakeSnapd, RecordedRequest
+from ._fake_systemd import FakeSystemd
+from ._refresh_harness import PEER_ENDPOINT, EventCalls, RefreshHarness, RefreshVersions
+from ._rolling import ActionOutcome, EventRecord, RollingRefresh
 
-__all__ = ['FakeSnapd', 'RecordedRequest']
+__all__ = [
+    'PEER_ENDPOINT',
+    'ActionOutcome',
+    'EventCalls',
+    'EventRecord',
+    'FakeSnapd',
+    'FakeSystemd',
+    'RecordedRequest',
+    'RefreshHarness',
+    'RefreshVersions',
+    'RollingRefresh',
+]
