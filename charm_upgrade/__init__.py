@@ -42,10 +42,12 @@ if TYPE_CHECKING:
     from .flow import SeriesUpgradeFlow, Step
     from .journal import Journal
     from .preview import Preview, ServicePreview
+    from .refresh import CharmSpecificMachines
     from .series import SeriesUpgrade
     from .services import Services, SnapServices, SystemdServices
 
 __all__ = [
+    'CharmSpecificMachines',
     'CharmUpgradeError',
     'Journal',
     'MigrationError',
@@ -66,6 +68,7 @@ __all__ = [
 
 # Public name -> the private module that defines it, imported on first use.
 _LAZY = {
+    'CharmSpecificMachines': 'refresh',
     'Journal': 'journal',
     'Preview': 'preview',
     'ServicePreview': 'preview',
