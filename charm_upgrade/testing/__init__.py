@@ -18,13 +18,20 @@ charm-refresh for real inside ``ops.testing``:
   peer relation, events delivered unit by unit as Juju would.
 
 Importing this package does not import pytest; nothing in the library
-imports it.
+imports it. Each name is imported on first use, so that a test that needs only
+:class:`FakeSystemd` does not import ops.testing and charm-refresh.
 """
 
-from ._fake_snapd import FakeSnapd, RecordedRequest
-from ._fake_systemd import FakeSystemd
-from ._refresh_harness import PEER_ENDPOINT, EventCalls, RefreshHarness, RefreshVersions
-from ._rolling import ActionOutcome, EventRecord, RollingRefresh
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._fake_snapd import FakeSnapd, RecordedRequest
+    from ._fake_systemd import FakeSystemd
+    from ._refresh_harness import PEER_ENDPOINT, EventCalls, RefreshHarness, RefreshVersions
+    from ._rolling import ActionOutcome, EventRecord, RollingRefresh
 
 __all__ = [
     'PEER_ENDPOINT',
@@ -38,3 +45,30 @@ __all__ = [
     'RefreshVersions',
     'RollingRefresh',
 ]
+
+# Public name -> the private module that defines it.
+_LAZY = {
+    'PEER_ENDPOINT': '_refresh_harness',
+    'ActionOutcome': '_rolling',
+    'EventCalls': '_refresh_harness',
+    'EventRecord': '_rolling',
+    'FakeSnapd': '_fake_snapd',
+    'FakeSystemd': '_fake_systemd',
+    'RecordedRequest': '_fake_snapd',
+    'RefreshHarness': '_refresh_harness',
+    'RefreshVersions': '_refresh_harness',
+    'RollingRefresh': '_rolling',
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(f'.{module}', __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
