@@ -11,7 +11,10 @@ import shlex
 __all__ = ['current_base', 'target_base_from_env']
 
 OS_RELEASE = '/etc/os-release'
-"""The file the current base is read from; tests point it elsewhere."""
+"""The file the current base is read from."""
+
+OS_RELEASE_ENV = 'CHARM_UPGRADE_OS_RELEASE'
+"""Environment variable naming another os-release file (the test kit's units)."""
 
 # Ubuntu releases by code name, for Juju 2.9's JUJU_TARGET_SERIES.
 _UBUNTU_SERIES = {
@@ -40,7 +43,9 @@ _UBUNTU_SERIES = {
 def current_base(path: str | os.PathLike[str] | None = None) -> str | None:
     """Return this machine's base, ``ID@VERSION_ID`` from os-release, or None if unknown."""
     try:
-        text = pathlib.Path(path or OS_RELEASE).read_text(encoding='utf-8')
+        text = pathlib.Path(path or os.environ.get(OS_RELEASE_ENV) or OS_RELEASE).read_text(
+            encoding='utf-8'
+        )
     except OSError:
         return None
     fields: dict[str, str] = {}

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
     from scenario.state import _Event
 
+    from ._fake_systemd import FakeSystemd
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - charm-refresh depends on tomli
@@ -220,6 +222,8 @@ class RefreshHarness(Generic[CharmT]):
             and its peers, i.e. every unit has joined the peer relation.
         mtime: the simulated modification time of the first ``.juju-charm``.
         juju_version: the Juju version to simulate (default: ops.testing's).
+        systemd: a stand-in ``systemctl`` put first on ``PATH`` during runs (series upgrades
+            hold services with systemd drop-ins).
     """
 
     def __init__(
@@ -240,6 +244,7 @@ class RefreshHarness(Generic[CharmT]):
         goal_units: Sequence[int] | None = None,
         mtime: float = EPOCH,
         juju_version: str | None = None,
+        systemd: FakeSystemd | None = None,
     ) -> None:
         self.charm_dir = pathlib.Path(charm_dir).absolute()
         """This unit's charm directory."""
@@ -253,6 +258,7 @@ class RefreshHarness(Generic[CharmT]):
             charm_root=self.charm_dir,
             app_name=app_name,
             unit_id=unit_id,
+            machine_id=str(unit_id),
             **extra,
         )
         """The unit's ops.testing Context: use ``ctx.on`` to build events."""
@@ -260,6 +266,10 @@ class RefreshHarness(Generic[CharmT]):
         """The snapd socket for runs, or None to follow ``FakeSnapd``'s."""
         self.principal_unit = principal_unit
         """``$JUJU_PRINCIPAL_UNIT`` for runs."""
+        self.systemd = systemd
+        """The unit's stand-in ``systemctl``, if any."""
+        self.extra_env: dict[str, str] = {}
+        """More environment for runs (``JUJU_TARGET_BASE`` for a series upgrade)."""
         self.goal_units: list[int] | None = None if goal_units is None else list(goal_units)
         """Unit numbers ``goal-state`` lists, or None for this unit and its peers."""
         self.calls: list[EventCalls] = []
@@ -435,7 +445,15 @@ class RefreshHarness(Generic[CharmT]):
         ]
         swaps.append((importlib.import_module(_HTTPX_USER), 'httpx', httpx_shim))
         saved = [(module, attr, getattr(module, attr)) for module, attr, _ in swaps]
-        env = {'JUJU_PRINCIPAL_UNIT': self.principal_unit}
+        env = {
+            'JUJU_PRINCIPAL_UNIT': self.principal_unit,
+            # The unit's own journal and before-state, in its charm directory.
+            'CHARM_UPGRADE_STATE_DIR': str(self.charm_dir / '.charm_upgrade'),
+            **self.extra_env,
+        }
+        if self.systemd is not None:
+            env['PATH'] = f'{self.systemd.bin_dir}{os.pathsep}{os.environ.get("PATH", "")}'
+            env['CHARM_UPGRADE_SYSTEMD_DIR'] = str(self.systemd.config_dir)
         if socket != _SNAPD_SOCKET:
             env[_SOCKET_ENV] = socket
         saved_env = {key: os.environ.get(key) for key in env}
