@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""upgrade-demo: an example machine charm for charm-upgrade.
+
+Its workload is the snap `upgrade-demo`, with one daemon. It shows:
+
+- series upgrades with :class:`charm_upgrade.SeriesUpgrade`;
+- in-place rolling snap refreshes with charm-refresh, through
+  :class:`charm_upgrade.CharmSpecificMachines`;
+- the `upgrade-journal` and `preview-upgrade` actions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import charm_refresh
+import ops
+
+import charm_upgrade
+from charm_upgrade.snapd import Snapd
+
+logger = logging.getLogger(__name__)
+
+SNAP = 'upgrade-demo'
+
+
+@dataclasses.dataclass(eq=False)
+class DemoRefresh(charm_upgrade.CharmSpecificMachines):
+    """What charm-refresh needs to know about this charm's workload."""
+
+    @classmethod
+    def is_compatible(
+        cls,
+        *,
+        old_charm_version: charm_refresh.CharmVersion,
+        new_charm_version: charm_refresh.CharmVersion,
+        old_workload_version: str,
+        new_workload_version: str,
+    ) -> bool:
+        # A real charm also checks that the new workload reads the old one's data.
+        return super().is_compatible(
+            old_charm_version=old_charm_version,
+            new_charm_version=new_charm_version,
+            old_workload_version=old_workload_version,
+            new_workload_version=new_workload_version,
+        )
+
+    @staticmethod
+    def run_pre_refresh_checks_after_1_unit_refreshed() -> None:
+        # A real charm raises charm_refresh.PrecheckFailed('...') here when,
+        # say, a backup is running.
+        pass
+
+
+class UpgradeDemoCharm(ops.CharmBase):
+    """Runs the `upgrade-demo` snap's daemon, and upgrades it safely."""
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        # Series upgrades: the snap's services go down at prepare, come back after complete.
+        self.series_upgrade = charm_upgrade.SeriesUpgrade(
+            self, services=charm_upgrade.SnapServices(SNAP), migrate=self._migrate
+        )
+        # Snap refreshes: charm-refresh decides when this unit refreshes and calls
+        # DemoRefresh.refresh_snap; built first thing in every event, as it asks.
+        self._refresh_specific = DemoRefresh(workload_name='Demo', charm_name='upgrade-demo')
+        self.refresh: charm_refresh.Machines | None
+        try:
+            self.refresh = charm_refresh.Machines(self._refresh_specific)
+        except (charm_refresh.PeerRelationNotReady, charm_refresh.UnitTearingDown):
+            self.refresh = None
+        if self.refresh is not None and not self.series_upgrade.services_disabled:
+            self._refresh_specific.reconcile(self.refresh)  # docs step 25, every event
+
+        for event in (
+            self.on.install,
+            self.on.start,
+            self.on.config_changed,
+            self.on.update_status,
+            self.on.upgrade_charm,
+            self.on['refresh-v-three'].relation_changed,
+        ):
+            framework.observe(event, self._reconcile)
+        framework.observe(self.on.upgrade_journal_action, self._on_upgrade_journal)
+        framework.observe(self.on.preview_upgrade_action, self._on_preview_upgrade)
+
+    def _reconcile(self, _: ops.EventBase) -> None:
+        if self.refresh is None:
+            self.unit.status = ops.WaitingStatus('Waiting for the peer relation')
+            return
+        snapd = Snapd()
+        if snapd.find_snap(SNAP) is None:
+            # Install the revision this charm code pins; later ones come by refresh.
+            self.unit.status = ops.MaintenanceStatus(f'Installing the {SNAP} snap')
+            revision = self.refresh.pinned_snap_revision
+            snapd.run(lambda: snapd.install(SNAP, revision=revision), what=f'install of {SNAP}')
+            self.refresh.update_snap_revision()
+        self._set_statuses()
+
+    def _set_statuses(self) -> None:
+        assert self.refresh is not None
+        if self.unit.is_leader():
+            self.app.status = self.refresh.app_status_higher_priority or ops.ActiveStatus()
+        # Priority: charm-refresh's own, the series upgrade's, the refresh health gate's.
+        status = (
+            self.refresh.unit_status_higher_priority
+            or self.series_upgrade.status
+            or self._refresh_specific.unhealthy_status
+        )
+        if status is None:
+            running = self._refresh_specific.workload_running()
+            status = self.refresh.unit_status_lower_priority(workload_is_running=running)
+        self.unit.status = status or ops.ActiveStatus()
+
+    def _on_upgrade_journal(self, event: ops.ActionEvent) -> None:
+        records = charm_upgrade.Journal().read()[-int(event.params['last']) :]
+        event.set_results({'records': '\n'.join(_format_record(r) for r in records)})
+
+    def _on_preview_upgrade(self, event: ops.ActionEvent) -> None:
+        preview = self.series_upgrade.preview(target_base=event.params.get('base') or None)
+        event.set_results({'preview': preview.format(), 'json': json.dumps(preview.to_dict())})
+
+    def _migrate(self, old_base: str, new_base: str) -> None:
+        # A real charm rewrites what the new OS needs here: config paths, a
+        # renamed package, a database format. It must be idempotent.
+        logger.info('Migrating %s from %s to %s', SNAP, old_base, new_base)
+
+
+def _format_record(record: dict[str, object]) -> str:
+    duration = record.get('duration')
+    took = f' ({duration:.3f} s)' if isinstance(duration, float) else ''
+    error = f': {record["error"]}' if 'error' in record else ''
+    return f'{record.get("ts")} {record.get("stage")} {record.get("event")}{took}{error}'
+
+
+if __name__ == '__main__':  # pragma: nocover
+    ops.main(UpgradeDemoCharm)
