@@ -9,6 +9,14 @@ others when its event ends without error, and each unit whose view changed is qu
 ``relation-changed``. Queued events are delivered one round at a time, one event per unit per
 round, highest unit first, so every run of a scenario is the same.
 
+Each unit also has a machine of its own: an os-release file (its base) and a
+:class:`~charm_upgrade.testing.FakeSystemd`, for series upgrades. Between
+:meth:`RollingRefresh.prepare_series_upgrade` and
+:meth:`RollingRefresh.complete_series_upgrade` the unit runs nothing, as Juju's uniter idles
+once pre-series-upgrade has succeeded (``juju upgrade-machine <machine> prepare``): its events
+wait, and an action on it is refused. Complete delivers post-series-upgrade first, then
+upgrade-charm if ``juju refresh`` came meanwhile, then whatever else waited, coalesced.
+
 Example::
 
     with RollingRefresh(MyCharm, units=3, snap='tiny', revision='10', revisions=['11'],
@@ -17,6 +25,10 @@ Example::
         app.refresh('1/1.1.0', '11')          # juju refresh; unit 2 refreshes, then pauses
         app.run_action(1, 'resume-refresh')
         assert app.refresh_order == [2, 1, 0]
+
+        app.prepare_series_upgrade(0, 'ubuntu@24.04')   # pre-series-upgrade; unit 0 idles
+        app.complete_series_upgrade(0)                   # new os-release, post-series-upgrade
+        assert app.base(0) == 'ubuntu@24.04'
 """
 
 from __future__ import annotations
@@ -26,11 +38,14 @@ import dataclasses
 import pathlib
 import shutil
 import tempfile
+import warnings
 from typing import TYPE_CHECKING, Any, Generic, cast
 
 from ops import testing
 
+from .. import _bases
 from ._fake_snapd import FakeSnapd
+from ._fake_systemd import FakeSystemd
 from ._refresh_harness import (
     EPOCH,
     PEER_ENDPOINT,
@@ -51,6 +66,10 @@ __all__ = ['ActionOutcome', 'EventRecord', 'RollingRefresh']
 
 _RELATION_ID = 1
 _UPGRADE = ('upgrade_charm', 'config_changed')
+_SERIES = ('pre_series_upgrade', 'post_series_upgrade')
+# ops warns, when it builds a series-upgrade event, that Juju 4 will not emit it. Juju 3 does,
+# and this kit delivers them on purpose: that warning, and only that one, is expected here.
+_SERIES_WARNING = r'(pre|post)-series-upgrade events will not be emitted from Juju 4\.0 onwards'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +125,16 @@ class ActionOutcome:
 class _Pending:
     kind: str  # a ctx.on attribute name
     remote: int | None = None
+    env: dict[str, str] = dataclasses.field(default_factory=dict[str, str])
+
+
+@dataclasses.dataclass(frozen=True)
+class _DeferredRefresh:
+    charm_version: str
+    revision: str | Mapping[str, str]
+    workload: str | None
+    charm_revision: int
+    mtime: float
 
 
 @dataclasses.dataclass
@@ -113,6 +142,8 @@ class _Unit(Generic[CharmT]):
     number: int
     harness: RefreshHarness[CharmT]
     snapd: FakeSnapd
+    systemd: FakeSystemd
+    os_release: pathlib.Path
     state: testing.State
     queue: collections.deque[_Pending] = dataclasses.field(
         default_factory=collections.deque[_Pending]
@@ -120,6 +151,9 @@ class _Unit(Generic[CharmT]):
     in_relation: bool = False
     joined: set[int] = dataclasses.field(default_factory=set[int])
     failing: bool = False  # the head of the queue raised last time
+    prepared: bool = False  # pre-series-upgrade succeeded; the uniter idles until complete
+    target_base: str | None = None
+    refresh_later: _DeferredRefresh | None = None  # `juju refresh` while prepared
 
 
 class RollingRefresh(Generic[CharmT]):
@@ -148,6 +182,8 @@ class RollingRefresh(Generic[CharmT]):
         root: where to put the units' charm directories (default: a new temporary directory,
             removed by :meth:`close`).
         change_duration: seconds each FakeSnapd change takes.
+        base: every machine's base at deployment, ``name@version`` as Juju writes it; each
+            unit reads it from an os-release file of its own (``$CHARM_UPGRADE_OS_RELEASE``).
     """
 
     def __init__(
@@ -171,9 +207,11 @@ class RollingRefresh(Generic[CharmT]):
         charmhub: bool = True,
         root: str | os.PathLike[str] | None = None,
         change_duration: float = 0.01,
+        base: str = 'ubuntu@22.04',
     ) -> None:
         if units < 1 or not 0 <= leader < units:
             raise ValueError('need at least one unit, and the leader among them')
+        _split_base(base)
         self._own_root = root is None
         self.root = pathlib.Path(root or tempfile.mkdtemp(prefix='rolling-refresh-'))
         """Where the units' charm directories are."""
@@ -199,6 +237,12 @@ class RollingRefresh(Generic[CharmT]):
                 snapd = FakeSnapd(change_duration=change_duration)
                 self._snapds.append(snapd)  # first, so that close() stops it
                 snapd.start()
+                machine = self.root / f'machine-{number}'
+                systemd = FakeSystemd(machine / 'systemd')
+                for service in services:
+                    systemd.add_unit(f'snap.{snap}.{service}.service')
+                os_release = machine / 'os-release'
+                _write_os_release(os_release, base)
                 harness = RefreshHarness(
                     charm_type,
                     versions=versions,
@@ -213,11 +257,13 @@ class RollingRefresh(Generic[CharmT]):
                     snapd_socket=snapd.socket_path,
                     goal_units=range(units),
                     mtime=self._clock,
+                    systemd=systemd,
                 )
+                harness.extra_env[_bases.OS_RELEASE_ENV] = str(os_release)
                 state = testing.State(
                     leader=number == leader, config=dict(options or {}), planned_units=units
                 )
-                self._units.append(_Unit(number, harness, snapd, state))
+                self._units.append(_Unit(number, harness, snapd, systemd, os_release, state))
                 snapd.add_snap(snap, revision=revision, revisions=revisions, services=services)
                 self._unit_data[number] = dict(testing.PeerRelation(PEER_ENDPOINT).local_unit_data)
         except BaseException:
@@ -263,8 +309,18 @@ class RollingRefresh(Generic[CharmT]):
         return self._units[self.leader].state.app_status
 
     def unit_status(self, unit: int) -> _EntityStatus:
-        """The unit's status."""
+        """The unit's workload status, as its last successful event left it."""
         return self._units[unit].state.unit_status
+
+    def failing(self, unit: int) -> str | None:
+        """The event the unit failed in, which Juju retries, or None; e.g. ``upgrade_charm``.
+
+        ``juju status`` shows such a unit in error: ``hook failed: "upgrade-charm"``.
+        """
+        target = self._units[unit]
+        if target.failing and target.queue and target.harness.calls:
+            return target.harness.calls[-1].event
+        return None
 
     def revision(self, unit: int) -> str:
         """The snap revision installed on the unit."""
@@ -277,6 +333,27 @@ class RollingRefresh(Generic[CharmT]):
     def snapd(self, unit: int) -> FakeSnapd:
         """The unit's fake snapd, e.g. to inject a fault."""
         return self._units[unit].snapd
+
+    def systemd(self, unit: int) -> FakeSystemd:
+        """The unit's machine's stand-in ``systemctl`` (its snap services are units there)."""
+        return self._units[unit].systemd
+
+    def base(self, unit: int) -> str | None:
+        """The unit's machine's base, as its os-release file says (``ubuntu@22.04``)."""
+        return _bases.current_base(self._units[unit].os_release)
+
+    def os_release(self, unit: int) -> pathlib.Path:
+        """The unit's machine's os-release file."""
+        return self._units[unit].os_release
+
+    @property
+    def series_upgrading(self) -> dict[int, str]:
+        """Units prepared for a series upgrade and not yet completed, with their target base."""
+        return {
+            unit.number: unit.target_base or ''
+            for unit in self._units
+            if unit.prepared or any(p.kind == 'pre_series_upgrade' for p in unit.queue)
+        }
 
     @property
     def app_data(self) -> dict[str, str]:
@@ -330,15 +407,20 @@ class RollingRefresh(Generic[CharmT]):
         *,
         workload: str | None = None,
         charm_revision: int | None = None,
+        force_units: bool = False,
         settle: bool = True,
     ) -> None:
         """``juju refresh``: new charm code on every unit, then upgrade-charm, highest first.
 
         Every unit gets the new ``refresh_versions.toml`` and ``.juju-charm`` at the same
-        simulated time; upgrade-charm and config-changed go to the front of each unit's queue
-        (behind an event that is failing, which Juju retries with the new code first), replacing
-        any still queued.
-        :attr:`refresh_order` starts afresh.
+        simulated time; upgrade-charm and config-changed go to the front of each unit's queue,
+        replacing any still queued. :attr:`refresh_order` starts afresh.
+
+        As Juju's uniter does, a unit whose last event failed (see :meth:`failing`) keeps its
+        old code: Juju retries the failed hook first, and upgrades the charm once it succeeds;
+        ``force_units`` (``juju refresh --force-units``) swaps the code at once, and the failed
+        hook is retried with the new code. A unit prepared for a series upgrade gets the new
+        code after :meth:`complete_series_upgrade`.
 
         Args:
             charm_version: the new charm version.
@@ -346,6 +428,7 @@ class RollingRefresh(Generic[CharmT]):
             workload: the new workload version (default: unchanged).
             charm_revision: the new Charmhub revision (default: the last one plus one); the old
                 one to roll back.
+            force_units: upgrade units in error too, as ``--force-units`` does.
             settle: deliver the queued events (see :meth:`settle`).
         """
         self._clock += 60
@@ -354,20 +437,102 @@ class RollingRefresh(Generic[CharmT]):
         )
         self.refresh_order = []
         for unit in self._units:
-            unit.harness.simulate_juju_refresh(
-                charm_version,
-                revision,
-                workload=workload,
-                charm_revision=self._charm_revision,
-                mtime=self._clock,
+            refresh = _DeferredRefresh(
+                charm_version, revision, workload, self._charm_revision, self._clock
             )
-            # Juju coalesces charm upgrades: one upgrade-charm and one config-changed, next.
-            failing = [unit.queue[0]] if unit.failing and unit.queue else []
-            rest = [p for p in list(unit.queue)[len(failing) :] if p.kind not in _UPGRADE]
-            upgrade = [] if failing and failing[0].kind == 'upgrade_charm' else ['upgrade_charm']
-            unit.queue = collections.deque(
-                [*failing, *(_Pending(kind) for kind in [*upgrade, 'config_changed']), *rest]
+            if unit.prepared or (unit.failing and not force_units):
+                # The uniter idles, or waits for the failed hook to succeed, before it fetches
+                # the new charm.
+                unit.refresh_later = refresh
+            else:
+                unit.refresh_later = None
+                self._swap_charm(unit, refresh)
+        if settle:
+            self.settle()
+
+    def _swap_charm(self, unit: _Unit[CharmT], refresh: _DeferredRefresh) -> None:
+        unit.harness.simulate_juju_refresh(
+            refresh.charm_version,
+            refresh.revision,
+            workload=refresh.workload,
+            charm_revision=refresh.charm_revision,
+            mtime=refresh.mtime,
+        )
+        # Juju coalesces charm upgrades: one upgrade-charm and one config-changed, next; a
+        # series upgrade's hook goes first (the uniter's series-upgrade resolver runs first).
+        head = 0
+        while head < len(unit.queue) and (
+            (head == 0 and unit.failing) or unit.queue[head].kind in _SERIES
+        ):
+            head += 1
+        first = list(unit.queue)[:head]
+        rest = [p for p in list(unit.queue)[head:] if p.kind not in _UPGRADE]
+        upgrade = [] if any(p.kind == 'upgrade_charm' for p in first) else ['upgrade_charm']
+        unit.queue = collections.deque(
+            [*first, *(_Pending(kind) for kind in [*upgrade, 'config_changed']), *rest]
+        )
+
+    def prepare_series_upgrade(self, unit: int, base: str, *, settle: bool = True) -> None:
+        """``juju upgrade-machine <machine> prepare <base>`` for the unit's machine.
+
+        Queues pre-series-upgrade at the front of the unit's queue (behind an event that is
+        failing), with ``$JUJU_TARGET_BASE`` set for that hook only, as Juju 3 does. Once it
+        succeeds the unit is *prepared*: like Juju's uniter it runs nothing until
+        :meth:`complete_series_upgrade`, and its other events wait. The other units go on.
+
+        Args:
+            unit: the unit's number (each unit has a machine of its own).
+            base: the target base, e.g. ``'ubuntu@24.04'``.
+            settle: deliver the queued events (see :meth:`settle`).
+
+        Raises:
+            ValueError: ``base`` is not ``name@version``.
+            RuntimeError: the unit's machine is already being upgraded.
+        """
+        _split_base(base)
+        target = self._units[unit]
+        if unit in self.series_upgrading:
+            raise RuntimeError(f'unit {unit} is already prepared for a series upgrade')
+        target.target_base = base
+        head = 1 if target.failing and target.queue else 0
+        target.queue.insert(head, _Pending('pre_series_upgrade', env={'JUJU_TARGET_BASE': base}))
+        if settle:
+            self.settle()
+
+    def complete_series_upgrade(self, unit: int, *, settle: bool = True) -> None:
+        """The OS upgrade is done; ``juju upgrade-machine <machine> complete``.
+
+        Rewrites the machine's os-release to the target base and queues post-series-upgrade
+        first, then upgrade-charm and config-changed if :meth:`refresh` ran meanwhile (the new
+        charm code arrives now), then the unit's events that waited (each kind once, as Juju
+        coalesces them). The reboot an OS upgrade needs is not simulated: the unit's snap
+        services keep the state the charm left them in.
+
+        Args:
+            unit: the unit's number.
+            settle: deliver the queued events (see :meth:`settle`).
+
+        Raises:
+            RuntimeError: the unit is not prepared (pre-series-upgrade has not succeeded).
+        """
+        target = self._units[unit]
+        if not target.prepared:
+            raise RuntimeError(
+                f'unit {unit} is not prepared for a series upgrade: '
+                'run prepare_series_upgrade and let pre-series-upgrade succeed first'
             )
+        assert target.target_base is not None
+        _write_os_release(target.os_release, target.target_base)
+        target.prepared = False
+        target.target_base = None
+        waiting = list(target.queue)
+        target.queue = collections.deque([_Pending('post_series_upgrade')])
+        for pending in waiting:
+            if pending not in target.queue:
+                target.queue.append(pending)
+        if target.refresh_later is not None:
+            self._swap_charm(target, target.refresh_later)
+            target.refresh_later = None
         if settle:
             self.settle()
 
@@ -379,14 +544,20 @@ class RollingRefresh(Generic[CharmT]):
         """
         for unit in self._units:
             unit.state = dataclasses.replace(unit.state, config={**unit.state.config, **options})
-            unit.queue.append(_Pending('config_changed'))
+            self._enqueue(unit, _Pending('config_changed'))
         self.settle()
 
     def update_status(self) -> None:
         """Queue update-status on every unit and settle."""
         for unit in self._units:
-            unit.queue.append(_Pending('update_status'))
+            self._enqueue(unit, _Pending('update_status'))
         self.settle()
+
+    @staticmethod
+    def _enqueue(unit: _Unit[CharmT], pending: _Pending) -> None:
+        # While the uniter idles, Juju keeps one of each kind of change, not a backlog.
+        if not (unit.prepared and pending in unit.queue):
+            unit.queue.append(pending)
 
     def run_action(
         self,
@@ -409,8 +580,15 @@ class RollingRefresh(Generic[CharmT]):
 
         Raises:
             ops.testing.errors.UncaughtCharmError: the charm raised.
+            RuntimeError: the unit is prepared for a series upgrade: Juju would run the action
+                only after complete.
         """
         target = self._units[unit]
+        if target.prepared:
+            raise RuntimeError(
+                f'unit {unit} is prepared for a series upgrade: Juju runs no action on it '
+                'until `juju upgrade-machine <machine> complete`'
+            )
         ctx = target.harness.ctx
         event = ctx.on.action(name, params=dict(params) if params else None)
         failure: str | None = None
@@ -427,15 +605,20 @@ class RollingRefresh(Generic[CharmT]):
             self.settle()
         return outcome
 
-    def settle(self, max_rounds: int = 50, *, raise_on_error: bool = True) -> int:
+    def settle(
+        self, max_rounds: int = 50, *, raise_on_error: bool = True, retry: bool = True
+    ) -> int:
         """Deliver queued events until there are none.
 
         Each round delivers the event at the head of each unit's queue, highest unit first.
-        An event the charm raises in stays at the head and is retried next round.
+        An event the charm raises in stays at the head and is retried next round. A unit
+        prepared for a series upgrade is skipped: its events wait for complete.
 
         Args:
             max_rounds: give up after this many rounds.
             raise_on_error: re-raise what the charm raises (the event stays queued).
+            retry: False leaves a failing unit alone (Juju's retry back-off has not fired
+                yet): it is skipped, and the call returns when the other units are done.
 
         Returns:
             The number of rounds.
@@ -445,10 +628,16 @@ class RollingRefresh(Generic[CharmT]):
             ops.testing.errors.UncaughtCharmError: the charm raised and ``raise_on_error``.
         """
         for rounds in range(max_rounds):
-            busy = [unit for unit in reversed(self._units) if unit.queue]
+            busy = [
+                unit
+                for unit in reversed(self._units)
+                if unit.queue and not unit.prepared and (retry or not unit.failing)
+            ]
             if not busy:
                 return rounds
             for unit in busy:
+                if unit.failing and not retry:
+                    continue  # failed in this call
                 pending = unit.queue[0]
                 try:
                     self._deliver(unit, pending)
@@ -459,6 +648,11 @@ class RollingRefresh(Generic[CharmT]):
                 else:
                     unit.failing = False
                     unit.queue.popleft()
+                    if pending.kind == 'pre_series_upgrade':
+                        unit.prepared = True
+                    elif unit.refresh_later is not None and not unit.prepared:
+                        self._swap_charm(unit, unit.refresh_later)
+                        unit.refresh_later = None
         raise RuntimeError(f'not settled after {max_rounds} rounds; queued: {self.pending}')
 
     # Delivery
@@ -479,7 +673,22 @@ class RollingRefresh(Generic[CharmT]):
                 event = factory(relation, remote_unit=pending.remote)
         else:
             event = getattr(on, pending.kind)()
-        self._run(unit, event, pending.remote, state)
+        env = unit.harness.extra_env
+        saved = {key: env.get(key) for key in pending.env}
+        env.update(pending.env)
+        try:
+            with warnings.catch_warnings():
+                if pending.kind in _SERIES:
+                    warnings.filterwarnings(
+                        'ignore', message=_SERIES_WARNING, category=DeprecationWarning
+                    )
+                self._run(unit, event, pending.remote, state)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    env.pop(key, None)
+                else:
+                    env[key] = value
 
     def _run(
         self,
@@ -542,3 +751,16 @@ class RollingRefresh(Generic[CharmT]):
                 p.kind == 'relation_changed' and p.remote == unit.number for p in other.queue
             ):
                 other.queue.append(_Pending('relation_changed', unit.number))
+
+
+def _split_base(base: str) -> tuple[str, str]:
+    name, sep, version = base.partition('@')
+    if not (sep and name and version) or any(c.isspace() or c in '"\\' for c in base):
+        raise ValueError(f'invalid base {base!r}: expected name@version, e.g. ubuntu@24.04')
+    return name, version
+
+
+def _write_os_release(path: pathlib.Path, base: str) -> None:
+    name, version = _split_base(base)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'NAME="{name.capitalize()}"\nID={name}\nVERSION_ID="{version}"\n')

@@ -506,8 +506,26 @@ def test_failed_snap_refresh_then_rollback(app3: RollingRefresh[TinyCharm]):
     app3.snapd(2).fail_next_refresh()
     with pytest.raises(testing.errors.UncaughtCharmError):
         app3.refresh('1/1.1.0', '11')
+    assert app3.failing(2) == 'upgrade_charm'
 
     app3.refresh('1/1.0.0', '10', charm_revision=6)
+
+    # Juju upgrades no unit in error: it retried the failed hook with the old code first
+    # (which refreshed the snap), then ran the rollback's upgrade-charm.
+    assert app3.failing(2) is None
+    assert app3.refresh_order == [2, 2]
+    assert [app3.revision(unit) for unit in app3.units] == ['10', '10', '10']
+    assert app3.app_status == testing.ActiveStatus()
+    assert all(app3.unit_status(unit) == testing.ActiveStatus() for unit in app3.units)
+
+
+def test_failed_snap_refresh_then_forced_rollback(app3: RollingRefresh[TinyCharm]):
+    app3.snapd(2).fail_next_refresh()
+    with pytest.raises(testing.errors.UncaughtCharmError):
+        app3.refresh('1/1.1.0', '11')
+
+    # `juju refresh --force-units`: the failed hook is retried with the rollback's code.
+    app3.refresh('1/1.0.0', '10', charm_revision=6, force_units=True)
 
     assert app3.refresh_order == []  # no unit's snap ever changed
     assert [app3.revision(unit) for unit in app3.units] == ['10', '10', '10']
