@@ -530,9 +530,8 @@ class RollingRefresh(Generic[CharmT]):
         for pending in waiting:
             if pending not in target.queue:
                 target.queue.append(pending)
-        if target.refresh_later is not None:
-            self._swap_charm(target, target.refresh_later)
-            target.refresh_later = None
+        # A `juju refresh` meanwhile (refresh_later) is swapped in once post-series-upgrade
+        # has succeeded, by settle().
         if settle:
             self.settle()
 
