@@ -117,7 +117,9 @@ class UpgradeDemoCharm(ops.CharmBase):
         self.unit.status = status or ops.ActiveStatus()
 
     def _on_upgrade_journal(self, event: ops.ActionEvent) -> None:
-        records = charm_upgrade.Journal().read()[-int(event.params['last']) :]
+        last = max(int(event.params['last']), 0)
+        records = charm_upgrade.Journal().read()
+        records = records[len(records) - last :] if last else []  # [-0:] would be all
         event.set_results({'records': '\n'.join(_format_record(r) for r in records)})
 
     def _on_preview_upgrade(self, event: ops.ActionEvent) -> None:
