@@ -1,0 +1,125 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""One ``refresh_snap`` call in a process of its own, as charm-refresh makes it in a hook.
+
+Run on the host with the container's snapd behind ``$CHARM_UPGRADE_SNAPD_SOCKET``
+and the working directory a charm directory (``refresh_versions.toml``)::
+
+    python _refresh_driver.py SNAP REVISION RECORDS
+
+The real ``charm_refresh.Machines`` needs Juju, so ``refresh`` is
+:class:`RecordingRefresh`: each ``update_snap_revision()`` appends to RECORDS
+the revision snapd reports then and the snap's changes still in progress. With
+``CU_IT_KILL_AT_RECORD=1`` it kills its own process with SIGKILL instead, which is
+a ``kill -9`` right after the change is ready and before the revision is
+recorded. Prints one JSON object: the outcome, and the error if one was raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import signal
+import sys
+import time
+from typing import Any
+
+import snap_http.http
+
+from charm_upgrade import CharmSpecificMachines, SnapRefreshError
+from charm_upgrade.snapd import Snapd
+
+
+def refresh_versions(snap: str, revision: str = 'x2') -> str:
+    """A charm's refresh_versions.toml pinning ``snap`` at ``revision`` on this machine."""
+    return (
+        f'charm_major = 1\nworkload = "2.0"\ncharm = "1/1.0.0"\n\n[snap]\nname = "{snap}"\n\n'
+        f'[snap.revisions]\n{platform.machine()} = "{revision}"\n'
+    )
+
+
+class RecordingRefresh:
+    """Stands in for charm_refresh.Machines: the public API the library uses (decision 12)."""
+
+    def __init__(self, snap: str, records: pathlib.Path) -> None:
+        self.snap = snap
+        self.records = records
+        self.in_progress = True
+        self.unit_status_higher_priority = None
+        self._next_unit_allowed = False
+
+    @property
+    def next_unit_allowed_to_refresh(self) -> bool:
+        return self._next_unit_allowed
+
+    @next_unit_allowed_to_refresh.setter
+    def next_unit_allowed_to_refresh(self, value: bool) -> None:
+        self._next_unit_allowed = value
+        self._append({'next_unit_allowed_to_refresh': value})
+
+    def update_snap_revision(self) -> None:
+        if os.environ.get('CU_IT_KILL_AT_RECORD') == '1':
+            os.kill(os.getpid(), signal.SIGKILL)
+        # What charm-refresh would read now, and whether snapd was still busy.
+        snapd = Snapd()
+        in_flight = [f'{c.id} {c.kind} {c.status}' for c in snapd.changes_in_progress(self.snap)]
+        self._append({'revision': snapd.snap(self.snap).revision, 'in_flight': in_flight})
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        entry = {'pid': os.getpid(), 'time': time.time(), **entry}
+        with self.records.open('a') as f:
+            f.write(json.dumps(entry) + '\n')
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@dataclasses.dataclass(eq=False)
+class ProbeRefresh(CharmSpecificMachines):
+    """The smallest charm-specific class: the library's defaults do the work."""
+
+    @classmethod
+    def is_compatible(cls, **kwargs: Any) -> bool:  # type: ignore[override]
+        return True
+
+    @staticmethod
+    def run_pre_refresh_checks_after_1_unit_refreshed() -> None:
+        pass
+
+
+def main(snap: str, revision: str, records: str) -> dict[str, Any]:
+    # snap-http's module global, for the recorder's own reads (the library sets it per call).
+    snap_http.http.SNAPD_SOCKET = os.environ['CHARM_UPGRADE_SNAPD_SOCKET']
+    machine = ProbeRefresh(workload_name='Probe', charm_name='cu-probe-charm')
+    began = time.monotonic()
+    try:
+        machine.refresh_snap(
+            snap_name=snap,
+            snap_revision=revision,
+            refresh=RecordingRefresh(snap, pathlib.Path(records)),  # type: ignore[arg-type]
+        )
+    except SnapRefreshError as e:
+        cause = e.__cause__
+        return {
+            'ok': False,
+            'seconds': time.monotonic() - began,
+            'error': type(e).__name__,
+            'message': str(e),
+            'revision_after': e.revision_after,
+            'change_status': e.change_status,
+            'cause_kind': getattr(cause, 'kind', None),
+            'details': _last_details(machine),
+        }
+    return {'ok': True, 'seconds': time.monotonic() - began, 'details': _last_details(machine)}
+
+
+def _last_details(machine: ProbeRefresh) -> dict[str, Any]:
+    # The details of the closing snap-refresh record: stop, refresh, start, downtime.
+    records = machine.journal.read()
+    return records[-1].get('details', {}) if records else {}
+
+
+if __name__ == '__main__':
+    print(json.dumps(main(*sys.argv[1:4])), flush=True)

@@ -1,0 +1,274 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""Fixtures of the integration tier: one real systemd + snapd container per session.
+
+Every test in this directory gets the ``integration`` marker. When the container
+cannot be built or booted, the tests fail (error at setup) with the reason; they
+are never skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import _snaps
+import pytest
+import snap_http.http
+from _container import Container, ContainerError, build_project_wheel, download_wheels
+from _refresh_driver import refresh_versions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+# What runs inside with /opt/venv/bin/python, besides the repository's own wheel.
+INSIDE_REQUIREMENTS = ('pytest>=8', 'ops>=2.17,<4', 'snap-http>=1.12.1', 'charm-refresh~=3.1.1')
+TIMINGS: dict[str, float] = {}
+NOTES: list[str] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of this directory ``integration``."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the harness timings; also write them to $CHARM_UPGRADE_IT_TIMINGS if set."""
+    if not TIMINGS and not NOTES:
+        return
+    terminalreporter.section('charm-upgrade integration harness')
+    for key, value in TIMINGS.items():
+        terminalreporter.write_line(f'{key:>28}: {value:7.2f} s')
+    for note in NOTES:
+        terminalreporter.write_line(f'note: {note}')
+    target = os.environ.get('CHARM_UPGRADE_IT_TIMINGS')
+    if target:
+        pathlib.Path(target).write_text(json.dumps({'timings': TIMINGS, 'notes': NOTES}))
+
+
+def _sigterm_to_interrupt() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so fixture teardown stops the container."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f'signal {signum}')
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.fixture(scope='session')
+def container() -> Iterator[Container]:
+    """The booted container, shared by the whole session and always stopped."""
+    _sigterm_to_interrupt()
+    box = Container()
+    try:
+        box.start()
+    except ContainerError as error:
+        TIMINGS.update(box.timings)
+        pytest.fail(f'cannot run the integration container: {error}', pytrace=False)
+    try:
+        yield box
+    finally:
+        box.stop()
+        TIMINGS.update(box.timings)
+
+
+@dataclasses.dataclass(frozen=True)
+class InsidePython:
+    """/opt/venv inside the container; ``project_error`` says why the repo wheel is absent."""
+
+    project_wheel: str | None
+    project_error: str | None
+
+
+@pytest.fixture(scope='session')
+def container_python(container: Container) -> InsidePython:
+    """/opt/venv inside with pytest, ops, snap-http, charm-refresh and the repo's wheel.
+
+    Building the repository's wheel is allowed to fail (the library may be mid-edit);
+    the failure is recorded, the third-party wheels are installed anyway.
+    """
+    started = time.monotonic()
+    wheels = container.share_dir / 'wheels'
+    project_wheel: pathlib.Path | None = None
+    project_error: str | None = None
+    try:
+        project_wheel = build_project_wheel(wheels, REPO)
+    except ContainerError as error:
+        project_error = str(error)
+        NOTES.append(f'the repository wheel did not build: {error}')
+    requirements = [*INSIDE_REQUIREMENTS]
+    if project_wheel is not None:
+        requirements.append(str(project_wheel))  # its dependencies, as pyproject says now
+    try:
+        download_wheels(wheels, requirements)
+    except ContainerError as error:
+        pytest.fail(str(error), pytrace=False)
+    TIMINGS['wheels_host'] = time.monotonic() - started
+    container.install_python_packages(wheels)
+    return InsidePython(project_wheel.name if project_wheel else None, project_error)
+
+
+@pytest.fixture
+def snapd_socket(container: Container, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point snap-http and the library (CHARM_UPGRADE_SNAPD_SOCKET) at the container's snapd."""
+    monkeypatch.setattr(snap_http.http, 'SNAPD_SOCKET', container.snapd_socket)
+    monkeypatch.setenv('CHARM_UPGRADE_SNAPD_SOCKET', container.snapd_socket)
+    return container.snapd_socket
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """The cu-probe builds: x1 is version '1.0', x2 is version '2.0'."""
+
+    first: str
+    second: str
+    revisions: tuple[str, str]
+
+    def version(self, revision: str) -> str:
+        """The version (and web page) of a revision."""
+        return {'x1': '1.0', 'x2': '2.0'}[revision]
+
+
+@pytest.fixture(scope='session')
+def probe(container: Container) -> Probe:
+    """cu-probe installed twice: local revisions x1 ('1.0') then x2 ('2.0'), both on disk."""
+    first = container.build_test_snap('1.0')
+    second = container.build_test_snap('2.0')
+    container.exec(['snap', 'install', '--dangerous', first])
+    after_first = _snaps.revision_inside(container)
+    container.exec(['snap', 'install', '--dangerous', second])
+    return Probe(first, second, (after_first, _snaps.revision_inside(container)))
+
+
+@dataclasses.dataclass
+class RefreshRun:
+    """A ``refresh_snap`` run in its own process (see _refresh_driver.py)."""
+
+    process: subprocess.Popen[str]
+    charm_dir: pathlib.Path
+
+    def result(self, timeout: float = 120) -> dict[str, Any]:
+        """Wait for the process; its JSON outcome (``killed`` if it died by a signal)."""
+        out, err = self.process.communicate(timeout=timeout)
+        if self.process.returncode < 0:
+            return {'killed': -self.process.returncode}
+        assert self.process.returncode == 0, f'driver failed:\n{out}\n{err}'
+        return json.loads(out.splitlines()[-1])
+
+    def kill9(self) -> None:
+        """SIGKILL the process, by its PID."""
+        self.process.kill()
+        self.process.wait(30)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """What RecordingRefresh wrote: one line per update_snap_revision() or flag set."""
+        path = self.charm_dir / 'records.jsonl'
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    @property
+    def journal(self) -> list[dict[str, Any]]:
+        """The library's journal records, oldest first."""
+        path = self.charm_dir / 'state' / 'journal.jsonl'
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class RefreshRunner:
+    """Starts ``refresh_snap`` processes that share one charm directory (one unit)."""
+
+    def __init__(self, charm_dir: pathlib.Path, socket: str) -> None:
+        self.charm_dir = charm_dir
+        self.socket = socket
+        self.processes: list[subprocess.Popen[str]] = []
+        charm_dir.mkdir(parents=True, exist_ok=True)
+        (charm_dir / 'refresh_versions.toml').write_text(refresh_versions(_snaps.PROBE))
+
+    def start(self, revision: str, *, kill_at_record: bool = False) -> RefreshRun:
+        """Start one process that calls refresh_snap(snap_revision=revision)."""
+        env = {
+            **os.environ,
+            'CHARM_UPGRADE_SNAPD_SOCKET': self.socket,
+            'CHARM_UPGRADE_STATE_DIR': str(self.charm_dir / 'state'),
+            'CU_IT_KILL_AT_RECORD': '1' if kill_at_record else '0',
+            'PYTHONWARNINGS': 'error',
+        }
+        cmd = [sys.executable, str(HERE / '_refresh_driver.py'), _snaps.PROBE, revision]
+        cmd.append(str(self.charm_dir / 'records.jsonl'))
+        process = subprocess.Popen(
+            cmd,
+            cwd=self.charm_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return RefreshRun(process, self.charm_dir)
+
+    def kill_all(self) -> None:
+        """SIGKILL every driver still running (ours, by PID)."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=30)
+
+    def run(self, revision: str) -> tuple[dict[str, Any], RefreshRun]:
+        """Run one process to its end."""
+        run = self.start(revision)
+        return run.result(), run
+
+
+@pytest.fixture
+def refresh_runner(
+    tmp_path: pathlib.Path, snapd_socket: str, container: Container
+) -> Iterator[RefreshRunner]:
+    """A charm directory with refresh_versions.toml; every driver is killed at the end."""
+    runner = RefreshRunner(tmp_path / 'charm', snapd_socket)
+    try:
+        yield runner
+    finally:
+        runner.kill_all()
+
+
+@pytest.fixture
+def record_timing() -> Callable[[str, float], None]:
+    """Add a measured figure to the harness section of the terminal summary."""
+
+    def record(key: str, seconds: float) -> None:
+        TIMINGS[key] = seconds
+
+    return record
+
+
+@pytest.fixture(scope='session')
+def inside_driver(container: Container, container_python: InsidePython) -> str:
+    """_inside.py copied into the share; the path of it inside the container.
+
+    The tests that run the library inside need the repository's wheel there:
+    they fail, with the build's error, when it did not build.
+    """
+    if container_python.project_wheel is None:
+        pytest.fail(
+            f'the repository wheel did not build: {container_python.project_error}',
+            pytrace=False,
+        )
+    shutil.copy2(HERE / '_inside.py', container.share_dir / '_inside.py')
+    return f'{container.share_inside}/_inside.py'

@@ -1,0 +1,149 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""The harness works: real systemd, real snapd, the probe snap, REST from the host, reboot.
+
+The snap tests share the session's container and run in file order: x1 and x2
+are installed once (the session's ``probe``), then refreshed from the host, then
+a refresh is made to fail, then the container is rebooted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+import snap_http
+import snap_http.http
+from _snaps import FAIL_MARKER, PROBE, assert_workload_runs, reset, wait_change
+
+if TYPE_CHECKING:
+    from _container import Container
+    from conftest import InsidePython, Probe
+
+UNIT = 'cu-echo.service'
+UNIT_TEXT = """\
+[Unit]
+Description=charm-upgrade integration echo unit
+
+[Service]
+ExecStart=/bin/sleep infinity
+"""
+
+
+def test_systemd_is_pid1_and_running(container: Container) -> None:
+    assert container.exec(['cat', '/proc/1/comm']).stdout.strip() == 'systemd'
+    state = container.exec(['systemctl', 'is-system-running'], check=False).stdout.strip()
+    assert state == 'running', container.failed_units
+
+
+def test_mount_namespace_capture_never_fails(container: Container) -> None:
+    """Guards the CPU pinning (see _container.pick_cpu): snap-confine's capture must work."""
+    script = """
+    set -e
+    mkdir -p /run/ns-capture
+    mount --bind /run/ns-capture /run/ns-capture
+    mount --make-private /run/ns-capture
+    failures=0
+    for i in $(seq 40); do
+        touch /run/ns-capture/ns
+        unshare --mount=/run/ns-capture/ns true || failures=$((failures + 1))
+        umount /run/ns-capture/ns 2>/dev/null || true
+    done
+    umount /run/ns-capture
+    echo "$failures"
+    """
+    assert container.exec(['sh', '-c', script]).stdout.strip() == '0'
+
+
+def test_unit_in_etc_starts_and_stops(container: Container) -> None:
+    container.write_file(f'/etc/systemd/system/{UNIT}', UNIT_TEXT)
+    container.exec(['systemctl', 'daemon-reload'])
+    container.exec(['systemctl', 'start', UNIT])
+    assert container.exec(['systemctl', 'is-active', UNIT]).stdout.strip() == 'active'
+    container.exec(['systemctl', 'stop', UNIT])
+    result = container.exec(['systemctl', 'is-active', UNIT], check=False)
+    assert (result.returncode, result.stdout.strip()) == (3, 'inactive')
+
+
+def test_mask_of_a_unit_whose_file_is_in_etc_fails(container: Container) -> None:
+    """The library relies on this: such units cannot be held by masking."""
+    container.write_file(f'/etc/systemd/system/{UNIT}', UNIT_TEXT)
+    container.exec(['systemctl', 'daemon-reload'])
+    result = container.exec(['systemctl', 'mask', UNIT], check=False)
+    assert result.returncode != 0
+    assert f'/etc/systemd/system/{UNIT} already exists' in result.stderr
+    enabled = container.exec(['systemctl', 'is-enabled', UNIT], check=False).stdout.strip()
+    assert enabled != 'masked'
+
+
+def test_probe_snap_installs_as_x1_then_x2(
+    container: Container, probe: Probe, snapd_socket: str
+) -> None:
+    assert probe.revisions == ('x1', 'x2')
+    reset(container, 'x2')
+    assert probe.first.startswith(container.share_inside)
+    assert_workload_runs(container, '2.0')
+    heartbeat = f'/var/snap/{PROBE}/x2/worker.heartbeat'
+    assert container.exec(['cat', heartbeat]).stdout.startswith('x2 ')
+    assert container.exec([PROBE, 'echo', 'plain app']).stdout == 'plain app\n'
+
+
+def test_host_refreshes_x2_to_x1_through_the_proxy_socket(
+    container: Container, probe: Probe, snapd_socket: str
+) -> None:
+    reset(container, 'x2')
+    info = snap_http.http.get(f'/snaps/{PROBE}').result
+    assert (info['revision'], info['version']) == ('x2', '2.0')
+    assert {app['name'] for app in info['apps'] if app.get('daemon')} == {'web', 'worker'}
+
+    response = snap_http.refresh(PROBE, revision='x1')
+    assert (response.type, response.status_code) == ('async', 202)
+    change = wait_change(response.change or '')
+
+    assert change['status'] == 'Done', change.get('err')
+    assert snap_http.http.get(f'/snaps/{PROBE}').result['revision'] == 'x1'
+    assert_workload_runs(container, '1.0')
+
+
+def test_failing_post_refresh_hook_makes_snapd_undo(
+    container: Container, probe: Probe, snapd_socket: str
+) -> None:
+    before = snap_http.http.get(f'/snaps/{PROBE}').result['revision']
+    target = 'x2' if before == 'x1' else 'x1'
+    container.exec(['touch', FAIL_MARKER])
+    try:
+        change = wait_change(snap_http.refresh(PROBE, revision=target).change or '')
+    finally:
+        container.exec(['rm', '-f', FAIL_MARKER])
+
+    assert change['status'] == 'Error'
+    assert 'post-refresh' in change['err']
+    assert snap_http.http.get(f'/snaps/{PROBE}').result['revision'] == before
+    assert_workload_runs(container, probe.version(before))
+
+
+def test_reboot_brings_back_snapd_and_the_services(
+    container: Container, probe: Probe, snapd_socket: str
+) -> None:
+    before = snap_http.http.get(f'/snaps/{PROBE}').result
+    leader = container.leader_pid
+    container.exec(['touch', '/run/cu-before-reboot'])
+
+    assert container.reboot() == 'running', container.failed_units
+
+    assert container.leader_pid != leader
+    assert container.exec(['test', '-e', '/run/cu-before-reboot'], check=False).returncode == 1
+    after = snap_http.http.get(f'/snaps/{PROBE}').result
+    assert (after['revision'], after['version']) == (before['revision'], before['version'])
+    assert_workload_runs(container, before['version'])
+
+
+def test_python_inside_has_the_wheels(
+    container: Container, container_python: InsidePython
+) -> None:
+    code = 'import charm_refresh, ops, pytest, snap_http; print(ops.__version__)'
+    assert container.run_python(code).stdout.strip()
+    if container_python.project_wheel is None:
+        pytest.xfail(f'the repository wheel did not build: {container_python.project_error}')
+    result = container.run_python('import charm_upgrade; print(charm_upgrade.__file__)')
+    assert result.stdout.startswith('/opt/venv/lib/python3.11/site-packages/charm_upgrade/')
