@@ -1,0 +1,236 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""Series upgrade on the real systemd and snapd, across a real reboot (issue tests 1 and 2).
+
+Each step runs in its own process inside the container (``_inside.py``), as a
+hook would. Between prepare and complete the tests do what an OS upgrade does
+to services: a package's maintainer script enables them again and runs
+``deb-systemd-invoke restart``, root runs ``systemctl start``, another unit
+pulls them in with ``Wants=``, and the machine reboots. Decision 3 of the API
+promises that none of that runs a held service, and decision 4 that complete
+restores exactly the before-state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _snaps import PROBE, UP, reset, services, web_page
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from _container import Container
+    from conftest import Probe
+
+HOLD = 'zz-charm-upgrade-hold.conf'
+LONG_RUNNING = '[Service]\nExecStart=/bin/sleep infinity\n'
+INSTALL = '[Install]\nWantedBy=multi-user.target\n'
+UNITS = {
+    # A charm's own unit, where mask is refused.
+    '/etc/systemd/system/cu-etc.service': (
+        '[Unit]\nWants=cu-dep.service\nAfter=cu-dep.service\n' + LONG_RUNNING + INSTALL
+    ),
+    # A packaged unit.
+    '/lib/systemd/system/cu-lib.service': LONG_RUNNING + INSTALL,
+    # Static: runs only because cu-etc wants it.
+    '/etc/systemd/system/cu-dep.service': LONG_RUNNING,
+    # Installable, but the operator disabled it.
+    '/etc/systemd/system/cu-off.service': LONG_RUNNING + INSTALL,
+    # Not held: a unit that pulls every held one in.
+    '/etc/systemd/system/cu-pull.service': (
+        '[Unit]\nWants=cu-etc.service cu-lib.service cu-dep.service cu-off.service\n'
+        '[Service]\nType=oneshot\nExecStart=/bin/true\n'
+    ),
+}
+HELD = ['cu-etc.service', 'cu-lib.service', 'cu-dep.service', 'cu-off.service']
+BEFORE = {
+    'cu-etc.service': ('enabled', 'active'),
+    'cu-lib.service': ('enabled', 'active'),
+    'cu-dep.service': ('static', 'active'),
+    'cu-off.service': ('disabled', 'inactive'),
+}
+
+
+def unit_states(container: Container, names: list[str]) -> dict[str, tuple[str, str]]:
+    """name -> (`systemctl is-enabled`, `systemctl is-active`)."""
+    enabled = container.exec(['systemctl', 'is-enabled', *names], check=False).stdout.split()
+    active = container.exec(['systemctl', 'is-active', *names], check=False).stdout.split()
+    return dict(zip(names, zip(enabled, active, strict=True), strict=True))
+
+
+def condition_results(container: Container, names: list[str]) -> list[str]:
+    """`ConditionResult` per unit: ``no`` once systemd skipped a start for the hold."""
+    out = container.exec(['systemctl', 'show', '-p', 'ConditionResult', '--', *names]).stdout
+    return [line.partition('=')[2] for line in out.split()]
+
+
+def held(container: Container, units: list[str]) -> list[str]:
+    """Units that have the library's hold drop-in on disk."""
+    return [u for u in units if container.host_path(f'/etc/systemd/system/{u}.d/{HOLD}').exists()]
+
+
+@pytest.fixture
+def run_step(
+    container: Container, inside_driver: str, request: pytest.FixtureRequest
+) -> Callable[[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Run prepare or complete inside, in a new process; return what it printed."""
+    state_dir = f'/var/lib/cu-it-state/{request.node.name}'
+    container.exec(['rm', '-rf', state_dir])
+
+    def step(name: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
+        python = ['/opt/venv/bin/python', '-W', 'error', inside_driver]
+        result = container.exec(
+            [*python, 'series', name, json.dumps(spec)],
+            env={'CHARM_UPGRADE_STATE_DIR': state_dir},
+            timeout=300,
+        )
+        return json.loads(result.stdout.splitlines()[-1])
+
+    return step
+
+
+@pytest.fixture
+def systemd_units(container: Container) -> Any:
+    """Install the test units, start them as BEFORE says; remove everything at the end."""
+    for path, text in UNITS.items():
+        container.write_file(path, text)
+    container.exec(['systemctl', 'daemon-reload'])
+    container.exec(['systemctl', 'enable', 'cu-etc.service', 'cu-lib.service'])
+    container.exec(['systemctl', 'start', 'cu-etc.service', 'cu-lib.service'])
+    try:
+        yield
+    finally:
+        units = [*HELD, 'cu-pull.service']
+        container.exec(['systemctl', 'disable', '--now', *units], check=False)
+        for unit in units:
+            container.exec(['rm', '-rf', f'/etc/systemd/system/{unit}.d'], check=False)
+        container.exec(['rm', '-f', *UNITS], check=False)
+        container.exec(['systemctl', 'daemon-reload'], check=False)
+
+
+def test_series_upgrade_on_real_systemd_with_reboot(
+    container: Container,
+    systemd_units: None,
+    run_step: Callable[[str, list[dict[str, Any]]], dict[str, Any]],
+    record_timing: Callable[[str, float], None],
+) -> None:
+    spec: list[dict[str, Any]] = [{'systemd': HELD}]
+    assert unit_states(container, HELD) == BEFORE
+
+    prepared = run_step('prepare', spec)
+
+    assert prepared['step'] == 'took-down'
+    record_timing('series_prepare_4_units', prepared['seconds'])
+    recorded = prepared['record']['services']['systemd:' + ','.join(HELD)]['units']
+    assert {u: (s['is_enabled'], s['running']) for u, s in recorded.items()} == {
+        'cu-etc.service': ('enabled', True),
+        'cu-lib.service': ('enabled', True),
+        'cu-dep.service': ('static', True),
+        'cu-off.service': ('disabled', False),
+    }
+    assert held(container, HELD) == HELD
+    assert unit_states(container, HELD) == {
+        'cu-etc.service': ('disabled', 'inactive'),
+        'cu-lib.service': ('disabled', 'inactive'),
+        'cu-dep.service': ('static', 'inactive'),
+        'cu-off.service': ('disabled', 'inactive'),
+    }
+
+    # What an OS upgrade does: a postinst enables its units again and restarts
+    # them through deb-systemd-invoke; root starts one; a unit pulls them all in.
+    container.exec(['systemctl', 'enable', 'cu-lib.service', 'cu-off.service'])
+    container.exec(['deb-systemd-invoke', 'restart', 'cu-lib.service', 'cu-off.service'])
+    container.exec(['systemctl', 'start', 'cu-etc.service', 'cu-dep.service'])
+    container.exec(['systemctl', 'start', 'cu-pull.service'])
+    assert {u: s[1] for u, s in unit_states(container, HELD).items()} == dict.fromkeys(
+        HELD, 'inactive'
+    )
+    assert condition_results(container, HELD) == ['no'] * 4
+
+    assert container.reboot() == 'running', container.failed_units
+
+    # The boot tried to start the units enabled meanwhile, and skipped them.
+    assert unit_states(container, HELD) == {
+        'cu-etc.service': ('disabled', 'inactive'),
+        'cu-lib.service': ('enabled', 'inactive'),
+        'cu-dep.service': ('static', 'inactive'),
+        'cu-off.service': ('enabled', 'inactive'),
+    }
+    assert condition_results(container, ['cu-lib.service', 'cu-off.service']) == ['no', 'no']
+    container.exec(['systemctl', 'start', 'cu-pull.service', *HELD])
+    assert {u: s[1] for u, s in unit_states(container, HELD).items()} == dict.fromkeys(
+        HELD, 'inactive'
+    )
+    assert held(container, HELD) == HELD
+
+    completed = run_step('complete', spec)
+
+    assert completed['step'] == 'brought-back'
+    record_timing('series_complete_4_units', completed['seconds'])
+    assert completed['record']['phase'] == 'completed'
+    assert unit_states(container, HELD) == BEFORE
+    assert held(container, HELD) == []
+    state_dir = f'/var/lib/cu-it-state/{test_series_upgrade_on_real_systemd_with_reboot.__name__}'
+    migrations = container.exec(['cat', f'{state_dir}/migrations.jsonl']).stdout
+    assert [json.loads(line) for line in migrations.splitlines()] == [['debian@12', 'debian@12']]
+
+
+@pytest.fixture
+def worker_disabled(container: Container, probe: Probe, snapd_socket: str) -> Any:
+    """The probe with its worker disabled by the operator; both daemons up again at the end."""
+    reset(container, 'x2')
+    container.exec(['snap', 'stop', '--disable', f'{PROBE}.worker'])
+    try:
+        yield
+    finally:
+        units = [f'snap.{PROBE}.web.service', f'snap.{PROBE}.worker.service']
+        for unit in units:
+            container.exec(['rm', '-rf', f'/etc/systemd/system/{unit}.d'], check=False)
+        container.exec(['systemctl', 'daemon-reload'], check=False)
+        container.exec(['snap', 'start', '--enable', PROBE], check=False)
+
+
+def test_series_upgrade_of_snap_services_with_reboot(
+    container: Container,
+    worker_disabled: None,
+    run_step: Callable[[str, list[dict[str, Any]]], dict[str, Any]],
+    record_timing: Callable[[str, float], None],
+) -> None:
+    spec: list[dict[str, Any]] = [{'snap': PROBE, 'services': None}]
+    before = {
+        f'{PROBE}.web': ('enabled', 'active'),
+        f'{PROBE}.worker': ('disabled', 'inactive'),
+    }
+    units = [f'snap.{PROBE}.web.service', f'snap.{PROBE}.worker.service']
+    assert services(container) == before
+
+    prepared = run_step('prepare', spec)
+
+    assert prepared['step'] == 'took-down'
+    record_timing('series_prepare_snap', prepared['seconds'])
+    assert services(container) == {
+        f'{PROBE}.web': ('disabled', 'inactive'),
+        f'{PROBE}.worker': ('disabled', 'inactive'),
+    }
+    assert held(container, units) == units
+    container.exec(['systemctl', 'start', *units])
+    assert [s[1] for s in unit_states(container, units).values()] == ['inactive'] * 2
+
+    assert container.reboot() == 'running', container.failed_units
+
+    assert [s[1] for s in unit_states(container, units).values()] == ['inactive'] * 2
+    container.exec(['systemctl', 'start', *units])
+    assert [s[1] for s in unit_states(container, units).values()] == ['inactive'] * 2
+    assert container.exec(['curl', '-fsS', 'http://127.0.0.1:8080/'], check=False).returncode
+
+    completed = run_step('complete', spec)
+
+    assert completed['step'] == 'brought-back'
+    record_timing('series_complete_snap', completed['seconds'])
+    assert services(container) == before
+    assert held(container, units) == []
+    assert web_page(container) == '2.0'
+    assert before != UP  # the operator's choice survived
