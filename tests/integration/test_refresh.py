@@ -1,0 +1,170 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""``refresh_snap`` against the real snapd (issue tests 3 to 6).
+
+Each ``refresh_snap`` runs in a process of its own on the host, as in a hook,
+and reaches the container's snapd through the proxy socket; ``refresh`` is a
+recording stand-in for ``charm_refresh.Machines`` (see _refresh_driver.py).
+Every test starts from cu-probe at x1 with both daemons running and refreshes
+it to x2 (both revisions are on disk, so snapd runs a real refresh change).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from _snaps import (
+    FAIL_MARKER,
+    assert_workload_runs,
+    changes_since,
+    duration,
+    last_change_id,
+    reset,
+    revision,
+    wait_in_flight,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from _container import Container
+    from conftest import Probe, RefreshRun, RefreshRunner
+
+
+def revision_records(run: RefreshRun) -> list[dict[str, Any]]:
+    """The update_snap_revision() calls the stand-in recorded."""
+    return [r for r in run.records if 'revision' in r]
+
+
+def stages(run: RefreshRun) -> list[tuple[str, str]]:
+    return [(r['stage'], r['event']) for r in run.journal]
+
+
+def test_refresh_snap_x1_to_x2(
+    container: Container,
+    probe: Probe,
+    refresh_runner: RefreshRunner,
+    record_timing: Callable[[str, float], None],
+) -> None:
+    reset(container, 'x1')
+    since = last_change_id()
+
+    outcome, run = refresh_runner.run('x2')
+
+    assert outcome['ok'], outcome
+    assert revision() == 'x2'
+    assert_workload_runs(container, '2.0')
+    # Recorded once, with the change ready: snapd had nothing in flight for the snap.
+    assert [(r['revision'], r['in_flight']) for r in revision_records(run)] == [('x2', [])]
+    assert {'next_unit_allowed_to_refresh': True}.items() <= run.records[-1].items()
+    assert stages(run) == [('snap-refresh', 'start'), ('snap-refresh', 'ended')]
+    details = run.journal[-1]['details']
+    assert (details['revision_before'], details['revision_after']) == ('x1', 'x2')
+    # The default stop and start: stop --disable, refresh, start --enable; one of each.
+    made = changes_since(since)
+    assert [c['kind'] for c in made] == ['service-control', 'refresh-snap', 'service-control']
+    assert all(c['status'] == 'Done' for c in made)
+    assert details['change_id'] == made[1]['id']
+    record_timing('refresh_downtime', details['downtime'])
+    record_timing('refresh_stop', details['stop'])
+    record_timing('refresh_refresh', details['refresh'])
+    record_timing('refresh_start', details['start'])
+    for name, change in zip(('stop', 'refresh', 'start'), made, strict=True):
+        record_timing(f'snapd_change_{name}', duration(change))
+
+
+def test_failing_post_refresh_hook_is_undone_and_raised(
+    container: Container, probe: Probe, refresh_runner: RefreshRunner
+) -> None:
+    reset(container, 'x1')
+    since = last_change_id()
+    container.exec(['touch', FAIL_MARKER])
+    try:
+        outcome, run = refresh_runner.run('x2')
+    finally:
+        container.exec(['rm', '-f', FAIL_MARKER])
+
+    assert outcome['ok'] is False
+    assert outcome['error'] == 'SnapRefreshError'
+    assert outcome['cause_kind'] == 'change-failed'
+    assert (outcome['revision_after'], outcome['change_status']) == ('x1', 'Error')
+    assert 'post-refresh' in outcome['message']
+    assert revision() == 'x1'
+    assert_workload_runs(container, '1.0')
+    assert revision_records(run) == []
+    assert stages(run) == [('snap-refresh', 'start'), ('snap-refresh', 'failed')]
+    refreshes = changes_since(since, 'refresh-snap')
+    assert [c['status'] for c in refreshes] == ['Error']
+
+
+def _converged(container: Container, first: RefreshRun, second: RefreshRun, since: int) -> None:
+    """One refresh change, the revision recorded once (by the second process), workload up."""
+    assert revision() == 'x2'
+    assert_workload_runs(container, '2.0')
+    records = revision_records(second)
+    assert [(r['revision'], r['in_flight']) for r in records] == [('x2', [])]
+    assert records[0]['pid'] == second.process.pid
+    refreshes = changes_since(since, 'refresh-snap')
+    assert [c['status'] for c in refreshes] == ['Done']
+    assert second.journal[-1]['event'] == 'ended'
+    assert second.journal[-1]['details']['already_at_target'] is True
+
+
+def test_kill_9_while_the_change_is_in_flight_converges(
+    container: Container, probe: Probe, refresh_runner: RefreshRunner
+) -> None:
+    reset(container, 'x1')
+    since = last_change_id()
+    first = refresh_runner.start('x2')
+    in_flight = wait_in_flight('refresh-snap')
+    first.kill9()
+    assert first.result() == {'killed': 9}
+
+    outcome, second = refresh_runner.run('x2')
+
+    assert outcome['ok'], outcome
+    _converged(container, first, second, since)
+    assert changes_since(since, 'refresh-snap')[0]['id'] == in_flight['id']
+
+
+def test_kill_9_right_after_the_change_is_ready_converges(
+    container: Container, probe: Probe, refresh_runner: RefreshRunner
+) -> None:
+    reset(container, 'x1')
+    since = last_change_id()
+    first = refresh_runner.start('x2', kill_at_record=True)
+    assert first.result() == {'killed': 9}
+    assert revision() == 'x2'
+    assert revision_records(first) == []
+
+    outcome, second = refresh_runner.run('x2')
+
+    assert outcome['ok'], outcome
+    _converged(container, first, second, since)
+
+
+def test_snapd_restart_during_the_change_is_waited_out(
+    container: Container,
+    probe: Probe,
+    refresh_runner: RefreshRunner,
+    record_timing: Callable[[str, float], None],
+) -> None:
+    reset(container, 'x1')
+    since = last_change_id()
+    run = refresh_runner.start('x2')
+    in_flight = wait_in_flight('refresh-snap')
+    began = time.monotonic()
+    container.exec(['systemctl', 'restart', 'snapd.service'])
+    record_timing('snapd_restart', time.monotonic() - began)
+
+    outcome = run.result()
+
+    assert outcome['ok'], outcome
+    record_timing('refresh_across_snapd_restart', outcome['seconds'])
+    assert revision() == 'x2'
+    assert_workload_runs(container, '2.0')
+    assert [(r['revision'], r['in_flight']) for r in revision_records(run)] == [('x2', [])]
+    refreshes = changes_since(since, 'refresh-snap')
+    assert [(c['id'], c['status']) for c in refreshes] == [(in_flight['id'], 'Done')]
+    assert container.exec(['systemctl', 'is-active', 'snapd.service']).stdout.strip() == 'active'
