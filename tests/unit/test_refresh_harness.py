@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import charm_refresh
@@ -20,8 +21,9 @@ import pytest
 import snap_http
 from ops import testing
 
+from charm_upgrade import _bases
 from charm_upgrade.testing._fake_snapd import FakeSnapd
-from charm_upgrade.testing._refresh_harness import RefreshHarness, RefreshVersions
+from charm_upgrade.testing._refresh_harness import CharmT, RefreshHarness, RefreshVersions
 from charm_upgrade.testing._rolling import RollingRefresh
 
 if TYPE_CHECKING:
@@ -156,9 +158,9 @@ def harness(make_harness: Callable[..., RefreshHarness[TinyCharm]]) -> RefreshHa
     return make_harness(charm_revision=6)
 
 
-def rolling(units: int) -> RollingRefresh[TinyCharm]:
+def rolling(units: int, charm: type[CharmT] = TinyCharm, **kwargs: Any) -> RollingRefresh[CharmT]:
     return RollingRefresh(
-        TinyCharm,
+        charm,
         units=units,
         snap=SNAP,
         revision='10',
@@ -167,6 +169,7 @@ def rolling(units: int) -> RollingRefresh[TinyCharm]:
         meta=META,
         charm_revision=6,
         change_duration=0.005,
+        **kwargs,
     )
 
 
@@ -544,3 +547,107 @@ def test_hook_tool_calls_are_counted_per_event(app3: RollingRefresh[TinyCharm]):
         assert record.calls['relation-list'] > 0 and record.calls['is-leader'] > 0
         assert record.calls['goal-state'] == 0  # only until the peer relation was ready
         assert record.total_calls == app3.harness(record.unit).calls[-1].total
+
+
+# RollingRefresh: series upgrades
+
+
+class SeriesCharm(TinyCharm):
+    """Records what each series-upgrade hook sees; warns if told to."""
+
+    seen: ClassVar[list[tuple[str, str | None, str | None]]] = []
+    other_warning: ClassVar[bool] = False
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        framework.observe(self.on.pre_series_upgrade, self._on_series)
+        framework.observe(self.on.post_series_upgrade, self._on_series)
+        framework.observe(self.on.update_status, self._on_series)
+
+    def _on_series(self, event: ops.EventBase) -> None:
+        if SeriesCharm.other_warning:
+            warnings.warn('another deprecation', DeprecationWarning, stacklevel=1)
+        target = os.environ.get('JUJU_TARGET_BASE')
+        SeriesCharm.seen.append((type(event).__name__, target, _bases.current_base()))
+
+
+@pytest.fixture
+def series_app() -> Iterator[RollingRefresh[SeriesCharm]]:
+    SeriesCharm.seen = []
+    SeriesCharm.other_warning = False
+    with rolling(2, SeriesCharm, base='ubuntu@20.04') as app:
+        app.install()
+        SeriesCharm.seen.clear()
+        yield app
+
+
+def test_series_upgrade_hooks_see_juju_environment(series_app: RollingRefresh[SeriesCharm]):
+    assert series_app.base(0) == 'ubuntu@20.04'
+    assert series_app.os_release(0).read_text().splitlines()[1:] == [
+        'ID=ubuntu',
+        'VERSION_ID="20.04"',
+    ]
+
+    series_app.prepare_series_upgrade(0, 'ubuntu@22.04')
+    series_app.update_status()
+    series_app.update_status()  # Juju coalesces what waits
+
+    assert series_app.pending == {0: ['update_status'], 1: []}
+    assert series_app.series_upgrading == {0: 'ubuntu@22.04'}
+    series_app.complete_series_upgrade(0)
+
+    assert SeriesCharm.seen == [
+        ('PreSeriesUpgradeEvent', 'ubuntu@22.04', 'ubuntu@20.04'),
+        ('UpdateStatusEvent', None, 'ubuntu@20.04'),  # unit 1, twice
+        ('UpdateStatusEvent', None, 'ubuntu@20.04'),
+        ('PostSeriesUpgradeEvent', None, 'ubuntu@22.04'),
+        ('UpdateStatusEvent', None, 'ubuntu@22.04'),  # unit 0's, once, after complete
+    ]
+    assert (series_app.base(0), series_app.base(1)) == ('ubuntu@22.04', 'ubuntu@20.04')
+    assert series_app.harness(0).extra_env.get('JUJU_TARGET_BASE') is None
+
+
+def test_series_upgrade_misuse_is_refused(series_app: RollingRefresh[SeriesCharm]):
+    with pytest.raises(ValueError, match='invalid base'):
+        series_app.prepare_series_upgrade(0, 'jammy')
+    with pytest.raises(RuntimeError, match='not prepared'):
+        series_app.complete_series_upgrade(0)
+    series_app.prepare_series_upgrade(1, 'ubuntu@22.04')
+    with pytest.raises(RuntimeError, match='already prepared'):
+        series_app.prepare_series_upgrade(1, 'ubuntu@24.04')
+    with pytest.raises(RuntimeError, match='Juju runs no action on it'):
+        series_app.run_action(1, 'pre-refresh-check')
+    with pytest.raises(ValueError, match='invalid base'):
+        RollingRefresh(TinyCharm, snap=SNAP, revision='10', charm_version='1/1.0.0', base='x@')
+
+
+def test_only_the_series_deprecation_warning_is_expected(series_app: RollingRefresh[SeriesCharm]):
+    # -W error: ops' warning for the series events is expected by the kit, nothing else is.
+    SeriesCharm.other_warning = True
+    with pytest.raises(testing.errors.UncaughtCharmError, match='another deprecation'):
+        series_app.prepare_series_upgrade(0, 'ubuntu@22.04')
+    assert series_app.series_upgrading == {0: 'ubuntu@22.04'}  # pre-series-upgrade retried
+    assert series_app.failing(0) == 'pre_series_upgrade'
+    SeriesCharm.other_warning = False
+    harness = series_app.harness(0)
+    with pytest.warns(DeprecationWarning, match='pre-series-upgrade events will not be emitted'):
+        harness.run(harness.ctx.on.pre_series_upgrade(), series_app.unit_state(0))
+
+
+def test_a_failing_unit_keeps_its_code_until_the_retry_succeeds(
+    app3: RollingRefresh[TinyCharm],
+):
+    app3.snapd(2).fail_next_refresh()
+    app3.refresh('1/1.1.0', '11', settle=False)
+    app3.settle(raise_on_error=False, retry=False)
+    assert app3.failing(2) == 'upgrade_charm'
+    assert app3.pending[2][:2] == ['upgrade_charm', 'config_changed']
+    assert app3.pending[1] == [] and app3.pending[0] == []
+
+    app3.refresh('1/1.2.0', '11', settle=False)
+
+    assert app3.harness(2).charm_revision == 7  # the failed hook's code, for its retry
+    assert app3.harness(1).charm_revision == 8
+    app3.settle()
+    assert app3.harness(2).charm_revision == 8
+    assert app3.failing(2) is None
