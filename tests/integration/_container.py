@@ -635,6 +635,13 @@ class Container:
             _rootfs.touch_catalog(self.rootfs)
             self._boot()
             self.timings['start_total'] = time.monotonic() - begin
+        except ContainerError:
+            self.stop()
+            raise
+        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+            # debootstrap, seeding, a command inside: the reason, without a traceback.
+            self.stop()
+            raise ContainerError(f'{type(error).__name__}: {error}') from error
         except BaseException:
             self.stop()
             raise
