@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 
@@ -91,3 +93,24 @@ def test_the_kit_does_not_import_pytest():
         'sys.exit("pytest" in sys.modules)'
     )
     subprocess.run([sys.executable, '-c', code], check=True)
+
+
+def _howto_blocks() -> list[str]:
+    text = (ROOT / 'docs' / 'howto' / 'testing.md').read_text()
+    return re.findall(r'```python\n(.*?)```', text, flags=re.DOTALL)
+
+
+def test_the_howto_examples_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    blocks = _howto_blocks()
+    assert len(blocks) == 4
+    for number, block in enumerate(blocks):
+        pytester.makepyfile(**{f'test_howto_{number}': block})
+    charm = ROOT / 'examples' / 'charm'
+    shutil.copy(charm / 'refresh_versions.toml', pytester.path)
+    monkeypatch.setenv('PYTHONPATH', str(charm / 'src'))
+
+    result = pytester.runpytest_subprocess(
+        '-W', 'error', '-p', 'no:cacheprovider', *_plugin_args()
+    )
+
+    result.assert_outcomes(passed=6)
