@@ -429,3 +429,28 @@ def test_preview_upgrade_action(app3: App):
         'ubuntu@24.04',
     )
     assert app3.snapd(0).service_state(SNAP) == SERVING  # a preview changes nothing
+
+
+def test_unhealthy_unit_holds_the_refresh_until_healthy(
+    app3: App, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(DemoRefresh, 'workload_healthy', lambda self: False)
+
+    app3.refresh('1/1.1.0', '3', workload='1.1')
+
+    assert app3.refresh_order == [2]
+    assert app3.unit_status(2) == testing.WaitingStatus(
+        'Snap refresh: Demo not healthy; next unit waits'
+    )
+    refused = app3.run_action(1, 'resume-refresh')
+    assert refused.failure == 'Unit 2 is unhealthy. Refresh will not resume.'
+    assert app3.refresh_order == [2]
+
+    monkeypatch.undo()
+    app3.update_status()  # the every-event retry (docs step 25) lets unit 1 go next
+
+    assert app3.unit_status(2) == testing.ActiveStatus(RUNNING_NEW)
+    assert app3.app_status == testing.BlockedStatus(PAUSED_AT_1)
+    resumed = app3.run_action(1, 'resume-refresh')
+    assert resumed.results == {'result': 'Refresh resumed. Unit 1 has refreshed'}
+    assert app3.refresh_order == [2, 1, 0]
