@@ -63,6 +63,7 @@ class Row:
     base: str
     server: str
     journal: str
+    held: str
 
     def same_as(self, other: Row) -> bool:
         return (self.status, self.charm, self.snap, self.base, self.server) == (
@@ -102,6 +103,7 @@ class Story:
             if failing is not None:
                 status = f'error: hook failed: "{failing.replace("_", "-")}"'
             journal = [self.journal_line(unit, r) for r in records if r['event'] != 'start']
+            held = self.app.pending[unit] if unit in self.app.series_upgrading else []
             self.rows[unit].append(
                 Row(
                     step=number,
@@ -111,6 +113,7 @@ class Story:
                     base=self.app.base(unit) or '?',
                     server='up' if active else 'DOWN',
                     journal=', '.join(journal),
+                    held=', '.join(kind.replace('_', '-') for kind in held),
                 )
             )
 
@@ -225,13 +228,15 @@ def print_story(story: Story, elapsed: float) -> None:
         print(f'  {"step":<5}{"charm":<6}{"snap":<5}{"base":<13}{"server":<7}unit status')
         previous: Row | None = None
         for row in story.rows[unit]:
-            if previous is None or not row.same_as(previous) or row.journal:
+            if previous is None or not row.same_as(previous) or row.journal or row.held:
                 print(
                     f'  {row.step:<5}{row.charm:<6}{row.snap:<5}{row.base:<13}'
                     f'{row.server:<7}{row.status}'
                 )
                 if row.journal:
                     print(f'  {"":<5}journal: {row.journal}')
+                if row.held:
+                    print(f'  {"":<5}Juju holds until complete: {row.held}')
             previous = row
         print(f'  downtime: {downtime_text(story, unit)}')
     print()
