@@ -15,10 +15,14 @@ charm-refresh for real inside ``ops.testing``:
   ``charm_refresh.Machines``, its hook tools answered from the ops.testing
   state, and simulates ``juju refresh``.
 - :class:`RollingRefresh`: several units of one application sharing the
-  peer relation, events delivered unit by unit as Juju would.
+  peer relation, events delivered unit by unit as Juju would, each unit on a
+  machine of its own (a FakeSystemd and an os-release file) for series
+  upgrades.
 
 Importing this package does not import pytest; nothing in the library
-imports it. Each name is imported on first use, so that a test that needs only
+imports it. A pytest plugin, registered as the ``pytest11`` entry point
+``charm_upgrade``, provides the fixtures ``fake_snapd``, ``fake_systemd`` and
+``rolling_refresh``. Each name is imported on first use, so that a test that needs only
 :class:`FakeSystemd` does not import ops.testing and charm-refresh.
 """
 
