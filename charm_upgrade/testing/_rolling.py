@@ -476,9 +476,10 @@ class RollingRefresh(Generic[CharmT]):
         """``juju upgrade-machine <machine> prepare <base>`` for the unit's machine.
 
         Queues pre-series-upgrade at the front of the unit's queue (behind an event that is
-        failing), with ``$JUJU_TARGET_BASE`` set for that hook only, as Juju 3 does. Once it
-        succeeds the unit is *prepared*: like Juju's uniter it runs nothing until
-        :meth:`complete_series_upgrade`, and its other events wait. The other units go on.
+        failing), with ``$JUJU_TARGET_BASE`` (and, for Ubuntu, ``$JUJU_TARGET_SERIES``) set
+        for that hook only, as Juju 3 does. Once it succeeds the unit is *prepared*: like
+        Juju's uniter it runs nothing until :meth:`complete_series_upgrade`, and its other
+        events wait. The other units go on.
 
         Args:
             unit: the unit's number (each unit has a machine of its own).
@@ -495,7 +496,11 @@ class RollingRefresh(Generic[CharmT]):
             raise RuntimeError(f'unit {unit} is already prepared for a series upgrade')
         target.target_base = base
         head = 1 if target.failing and target.queue else 0
-        target.queue.insert(head, _Pending('pre_series_upgrade', env={'JUJU_TARGET_BASE': base}))
+        env = {'JUJU_TARGET_BASE': base}
+        series = _series_of(base)
+        if series is not None:
+            env['JUJU_TARGET_SERIES'] = series  # Juju 3 sets both
+        target.queue.insert(head, _Pending('pre_series_upgrade', env=env))
         if settle:
             self.settle()
 
@@ -757,6 +762,13 @@ def _split_base(base: str) -> tuple[str, str]:
     if not (sep and name and version) or any(c.isspace() or c in '"\\' for c in base):
         raise ValueError(f'invalid base {base!r}: expected name@version, e.g. ubuntu@24.04')
     return name, version
+
+
+def _series_of(base: str) -> str | None:
+    name, version = _split_base(base)
+    if name != 'ubuntu':
+        return None
+    return next((s for s, v in _bases._UBUNTU_SERIES.items() if v == version), None)
 
 
 def _write_os_release(path: pathlib.Path, base: str) -> None:

@@ -568,6 +568,8 @@ class SeriesCharm(TinyCharm):
         if SeriesCharm.other_warning:
             warnings.warn('another deprecation', DeprecationWarning, stacklevel=1)
         target = os.environ.get('JUJU_TARGET_BASE')
+        series = os.environ.get('JUJU_TARGET_SERIES')
+        assert series == ('jammy' if target == 'ubuntu@22.04' else None)
         SeriesCharm.seen.append((type(event).__name__, target, _bases.current_base()))
 
 
