@@ -258,6 +258,12 @@ def record_timing() -> Callable[[str, float], None]:
     return record
 
 
+@pytest.fixture
+def record_note() -> Callable[[str], None]:
+    """Add a line to the harness section of the terminal summary."""
+    return NOTES.append
+
+
 @pytest.fixture(scope='session')
 def inside_driver(container: Container, container_python: InsidePython) -> str:
     """_inside.py copied into the share; the path of it inside the container.

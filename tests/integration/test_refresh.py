@@ -112,7 +112,10 @@ def _converged(container: Container, first: RefreshRun, second: RefreshRun, sinc
 
 
 def test_kill_9_while_the_change_is_in_flight_converges(
-    container: Container, probe: Probe, refresh_runner: RefreshRunner
+    container: Container,
+    probe: Probe,
+    refresh_runner: RefreshRunner,
+    record_note: Callable[[str], None],
 ) -> None:
     reset(container, 'x1')
     since = last_change_id()
@@ -126,6 +129,8 @@ def test_kill_9_while_the_change_is_in_flight_converges(
     assert outcome['ok'], outcome
     _converged(container, first, second, since)
     assert changes_since(since, 'refresh-snap')[0]['id'] == in_flight['id']
+    waited = second.journal[-1]['details'].get('waited_changes', [])
+    record_note(f'after kill -9 in flight, the new process waited for: {waited or "nothing"}')
 
 
 def test_kill_9_right_after_the_change_is_ready_converges(

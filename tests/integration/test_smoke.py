@@ -144,6 +144,6 @@ def test_python_inside_has_the_wheels(
     code = 'import charm_refresh, ops, pytest, snap_http; print(ops.__version__)'
     assert container.run_python(code).stdout.strip()
     if container_python.project_wheel is None:
-        pytest.xfail(f'the repository wheel did not build: {container_python.project_error}')
+        pytest.fail(f'the repository wheel did not build: {container_python.project_error}')
     result = container.run_python('import charm_upgrade; print(charm_upgrade.__file__)')
     assert result.stdout.startswith('/opt/venv/lib/python3.11/site-packages/charm_upgrade/')
