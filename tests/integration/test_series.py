@@ -6,7 +6,8 @@ Each step runs in its own process inside the container (``_inside.py``), as a
 hook would. Between prepare and complete the tests do what an OS upgrade does
 to services: a package's maintainer script enables them again and runs
 ``deb-systemd-invoke restart``, root runs ``systemctl start``, another unit
-pulls them in with ``Wants=``, and the machine reboots. Decision 3 of the API
+pulls them in with ``Wants=``, a client connects to a socket, and the machine
+reboots. Decision 3 of the API
 promises that none of that runs a held service, and decision 4 that complete
 restores exactly the before-state.
 """
@@ -39,19 +40,40 @@ UNITS = {
     '/etc/systemd/system/cu-dep.service': LONG_RUNNING,
     # Installable, but the operator disabled it.
     '/etc/systemd/system/cu-off.service': LONG_RUNNING + INSTALL,
+    # Socket activation: the service runs because a client connected.
+    '/etc/systemd/system/cu-sock.socket': (
+        '[Socket]\nListenStream=/run/cu-sock.sock\n[Install]\nWantedBy=sockets.target\n'
+    ),
+    '/etc/systemd/system/cu-sock.service': LONG_RUNNING,
     # Not held: a unit that pulls every held one in.
     '/etc/systemd/system/cu-pull.service': (
         '[Unit]\nWants=cu-etc.service cu-lib.service cu-dep.service cu-off.service\n'
         '[Service]\nType=oneshot\nExecStart=/bin/true\n'
     ),
 }
-HELD = ['cu-etc.service', 'cu-lib.service', 'cu-dep.service', 'cu-off.service']
+# As a charm lists a socket-activated service: the socket and its service.
+HELD = [
+    'cu-etc.service',
+    'cu-lib.service',
+    'cu-dep.service',
+    'cu-off.service',
+    'cu-sock.socket',
+    'cu-sock.service',
+]
 BEFORE = {
     'cu-etc.service': ('enabled', 'active'),
     'cu-lib.service': ('enabled', 'active'),
     'cu-dep.service': ('static', 'active'),
     'cu-off.service': ('disabled', 'inactive'),
+    'cu-sock.socket': ('enabled', 'active'),
+    'cu-sock.service': ('static', 'active'),
 }
+SOCKET_CLIENT = ['curl', '-m', '1', '-sS', '--unix-socket', '/run/cu-sock.sock', 'http://cu/']
+
+
+def connect(container: Container) -> int:
+    """Connect to cu-sock.socket: 7 when refused, 28 (time-out) when it accepted."""
+    return container.exec(SOCKET_CLIENT, check=False).returncode
 
 
 def unit_states(container: Container, names: list[str]) -> dict[str, tuple[str, str]]:
@@ -98,8 +120,10 @@ def systemd_units(container: Container) -> Any:
     for path, text in UNITS.items():
         container.write_file(path, text)
     container.exec(['systemctl', 'daemon-reload'])
-    container.exec(['systemctl', 'enable', 'cu-etc.service', 'cu-lib.service'])
-    container.exec(['systemctl', 'start', 'cu-etc.service', 'cu-lib.service'])
+    container.exec(['systemctl', 'enable', 'cu-etc.service', 'cu-lib.service', 'cu-sock.socket'])
+    container.exec(['systemctl', 'start', 'cu-etc.service', 'cu-lib.service', 'cu-sock.socket'])
+    # The service never accepts: the client times out, the service runs.
+    assert connect(container) == 28
     try:
         yield
     finally:
@@ -123,44 +147,41 @@ def test_series_upgrade_on_real_systemd_with_reboot(
     prepared = run_step('prepare', spec)
 
     assert prepared['step'] == 'took-down'
-    record_timing('series_prepare_4_units', prepared['seconds'])
+    record_timing('series_prepare_6_units', prepared['seconds'])
     recorded = prepared['record']['services']['systemd:' + ','.join(HELD)]['units']
     assert {u: (s['is_enabled'], s['running']) for u, s in recorded.items()} == {
-        'cu-etc.service': ('enabled', True),
-        'cu-lib.service': ('enabled', True),
-        'cu-dep.service': ('static', True),
-        'cu-off.service': ('disabled', False),
+        u: (enabled, active == 'active') for u, (enabled, active) in BEFORE.items()
     }
     assert held(container, HELD) == HELD
-    assert unit_states(container, HELD) == {
-        'cu-etc.service': ('disabled', 'inactive'),
-        'cu-lib.service': ('disabled', 'inactive'),
-        'cu-dep.service': ('static', 'inactive'),
-        'cu-off.service': ('disabled', 'inactive'),
+    down = {
+        u: ('static' if e == 'static' else 'disabled', 'inactive') for u, (e, _) in BEFORE.items()
     }
+    assert unit_states(container, HELD) == down
 
     # What an OS upgrade does: a postinst enables its units again and restarts
-    # them through deb-systemd-invoke; root starts one; a unit pulls them all in.
-    container.exec(['systemctl', 'enable', 'cu-lib.service', 'cu-off.service'])
-    container.exec(['deb-systemd-invoke', 'restart', 'cu-lib.service', 'cu-off.service'])
-    container.exec(['systemctl', 'start', 'cu-etc.service', 'cu-dep.service'])
+    # them through deb-systemd-invoke; root starts some; a unit pulls them in;
+    # a client connects to the socket.
+    reenabled = ['cu-lib.service', 'cu-off.service', 'cu-sock.socket']
+    container.exec(['systemctl', 'enable', *reenabled])
+    container.exec(['deb-systemd-invoke', 'restart', *reenabled])
+    container.exec(['systemctl', 'start', 'cu-etc.service', 'cu-dep.service', 'cu-sock.service'])
     container.exec(['systemctl', 'start', 'cu-pull.service'])
+    assert connect(container) == 7
     assert {u: s[1] for u, s in unit_states(container, HELD).items()} == dict.fromkeys(
         HELD, 'inactive'
     )
-    assert condition_results(container, HELD) == ['no'] * 4
+    assert condition_results(container, HELD) == ['no'] * len(HELD)
 
     assert container.reboot() == 'running', container.failed_units
 
     # The boot tried to start the units enabled meanwhile, and skipped them.
     assert unit_states(container, HELD) == {
-        'cu-etc.service': ('disabled', 'inactive'),
-        'cu-lib.service': ('enabled', 'inactive'),
-        'cu-dep.service': ('static', 'inactive'),
-        'cu-off.service': ('enabled', 'inactive'),
+        **down,
+        **{u: ('enabled', 'inactive') for u in reenabled},
     }
-    assert condition_results(container, ['cu-lib.service', 'cu-off.service']) == ['no', 'no']
+    assert condition_results(container, reenabled) == ['no'] * len(reenabled)
     container.exec(['systemctl', 'start', 'cu-pull.service', *HELD])
+    assert connect(container) == 7
     assert {u: s[1] for u, s in unit_states(container, HELD).items()} == dict.fromkeys(
         HELD, 'inactive'
     )
@@ -169,10 +190,11 @@ def test_series_upgrade_on_real_systemd_with_reboot(
     completed = run_step('complete', spec)
 
     assert completed['step'] == 'brought-back'
-    record_timing('series_complete_4_units', completed['seconds'])
+    record_timing('series_complete_6_units', completed['seconds'])
     assert completed['record']['phase'] == 'completed'
     assert unit_states(container, HELD) == BEFORE
     assert held(container, HELD) == []
+    assert connect(container) == 28  # the socket listens again
     state_dir = f'/var/lib/cu-it-state/{test_series_upgrade_on_real_systemd_with_reboot.__name__}'
     migrations = container.exec(['cat', f'{state_dir}/migrations.jsonl']).stdout
     assert [json.loads(line) for line in migrations.splitlines()] == [['debian@12', 'debian@12']]
