@@ -175,8 +175,8 @@ def register_series_upgrade_handlers(
         journal: Where stages are journaled; by default the unit's journal.
 
     Returns:
-        The flow the handlers drive, for example to :meth:`~SeriesUpgradeFlow.preview`
-        the next step.
+        The flow the handlers drive, for example to
+        :meth:`~charm_upgrade.SeriesUpgradeFlow.preview` the next step.
 
     Raises:
         ServiceError: ``services`` is empty or names a group twice.
