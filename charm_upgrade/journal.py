@@ -11,11 +11,23 @@ the process died in that stage. Records look like::
 
 The journal is a record for people, not a source of truth: a journal that
 cannot be written logs a warning and never fails the upgrade.
+
+Each line is written with one ``write(2)`` on an ``O_APPEND`` descriptor and
+fsynced. The file is bounded: when a line would take it past ``max_bytes``, it
+is renamed to ``journal.jsonl.1`` (replacing the previous one) and a new file
+begins, so the newest entries are always kept, at most twice ``max_bytes`` in
+all. :meth:`Journal.timeline` pairs the records into stages (start, duration,
+result); a ``start`` with no end reads as ``interrupted``.
+
+Format versions: ``v`` is 1 in every record written so far. A record without
+``v`` reads as version 1; keys a reader does not know are ignored, so newer
+records stay readable by older code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -29,7 +41,16 @@ from . import _state
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping
 
-__all__ = ['JOURNAL_FORMAT_VERSION', 'Journal', 'JournalRecord', 'StageTimer']
+__all__ = [
+    'DEFAULT_MAX_BYTES',
+    'JOURNAL_FORMAT_VERSION',
+    'Journal',
+    'JournalRecord',
+    'StageTimer',
+    'TimelineEntry',
+    'build_timeline',
+    'format_timeline',
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +58,9 @@ JOURNAL_FORMAT_VERSION = 1
 """The value of every record's ``v`` key; it changes only if a key changes meaning."""
 
 _JOURNAL_NAME = 'journal.jsonl'
+
+DEFAULT_MAX_BYTES = 1024 * 1024
+"""The size past which the journal rotates: about 3,000 records."""
 
 JournalRecord = dict[str, Any]
 """One decoded journal line."""
@@ -48,10 +72,15 @@ class Journal:
     Args:
         path: Where the journal lives; by default ``journal.jsonl`` in the
             unit's state directory (see :ref:`state-dir`).
+        max_bytes: The size past which the file rotates to ``<path>.1``
+            (replacing the older one); 0 for no bound.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None):
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, max_bytes: int = DEFAULT_MAX_BYTES
+    ):
         self._path = pathlib.Path(path) if path is not None else None
+        self.max_bytes = max_bytes
 
     @property
     def path(self) -> pathlib.Path:
@@ -59,6 +88,11 @@ class Journal:
         if self._path is None:
             self._path = _state.state_dir() / _JOURNAL_NAME
         return self._path
+
+    @property
+    def rotated_path(self) -> pathlib.Path:
+        """Where the older entries go when the journal rotates (``<path>.1``)."""
+        return self.path.with_name(self.path.name + '.1')
 
     def write(
         self,
@@ -91,12 +125,19 @@ class Journal:
         if details:
             record['details'] = dict(details)
         try:
-            line = json.dumps(record, sort_keys=True, default=str) + '\n'
+            line = (json.dumps(record, sort_keys=True, default=str) + '\n').encode()
             # One write(2) on an O_APPEND descriptor: a line is never interleaved
             # with another writer's, and a crash leaves at most one torn last line.
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line.encode())
+                size = os.fstat(fd).st_size
+                if self.max_bytes and size and size + len(line) > self.max_bytes:
+                    # Rename, not rewrite: O(1), and a crash leaves one file or
+                    # the other complete.
+                    os.close(fd)
+                    os.replace(self.path, self.rotated_path)
+                    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                os.write(fd, line)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -133,28 +174,27 @@ class Journal:
         self.write(stage, 'ended', duration=timer.elapsed(), details=timer.details)
 
     def read(self) -> list[JournalRecord]:
-        """Return every readable record, oldest first.
+        """Return every readable record, oldest first, the rotated file's first.
 
         A line that is not a JSON object (a torn last line after a crash) is
         skipped with a warning.
         """
-        try:
-            lines = self.path.read_text(encoding='utf-8', errors='replace').splitlines()
-        except FileNotFoundError:
-            return []
         records: list[JournalRecord] = []
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict):
-                logger.warning('Skipping unreadable line %d of %s', number, self.path)
-                continue
-            records.append(record)  # pyright: ignore[reportUnknownArgumentType]
+        for path in (self.rotated_path, self.path):
+            records += _read_file(path)
         return records
+
+    def timeline(self) -> list[TimelineEntry]:
+        """Return the stages, oldest first: each start paired with its end.
+
+        An ``ended`` or ``failed`` record closes the latest open ``start`` of
+        the same stage (stages nest: ``series-prepare`` holds
+        ``services-down``). A ``start`` that nothing closes reads as
+        ``interrupted``: the process died in that stage, or, if the journal
+        is read during a hook, the stage is still running. An end whose start
+        was rotated away still makes an entry.
+        """
+        return build_timeline(self.read())
 
 
 class StageTimer:
@@ -168,6 +208,113 @@ class StageTimer:
     def elapsed(self) -> float:
         """Seconds since the stage started."""
         return time.monotonic() - self._start
+
+
+@dataclasses.dataclass
+class TimelineEntry:
+    """One stage of the timeline.
+
+    Attributes:
+        stage: The stage's name, such as ``snap-refresh``.
+        start: When it started (UTC, as journaled), or None if unknown.
+        duration: Seconds it took, or None if it did not end.
+        result: ``ended``, ``failed`` or ``interrupted``.
+        error: What went wrong, for ``failed``.
+        details: The start's details updated with the end's.
+    """
+
+    stage: str
+    start: str | None
+    duration: float | None
+    result: str
+    error: str | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict[str, Any])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the entry as JSON-serialisable data."""
+        return dataclasses.asdict(self)
+
+
+def build_timeline(records: list[JournalRecord]) -> list[TimelineEntry]:
+    """Pair journal records into stages; see :meth:`Journal.timeline`."""
+    entries: list[TimelineEntry] = []
+    open_stages: dict[str, list[TimelineEntry]] = {}
+    for record in records:
+        stage, event = record.get('stage'), record.get('event')
+        if not isinstance(stage, str) or not isinstance(event, str):
+            continue
+        raw: Any = record.get('details')
+        details: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}  # pyright: ignore[reportUnknownArgumentType]
+        ts = record.get('ts') if isinstance(record.get('ts'), str) else None
+        if event == 'start':
+            entry = TimelineEntry(stage, ts, None, 'interrupted', details=details)
+            entries.append(entry)
+            open_stages.setdefault(stage, []).append(entry)
+            continue
+        if event not in ('ended', 'failed'):
+            continue  # an event a newer version added: not a stage boundary here
+        duration = record.get('duration')
+        duration = float(duration) if isinstance(duration, (int, float)) else None
+        stack = open_stages.get(stage)
+        if stack:
+            entry = stack.pop()
+        else:
+            entry = TimelineEntry(stage, _start_of(ts, duration), None, event)
+            entries.append(entry)
+        entry.duration = duration
+        entry.result = event
+        entry.details.update(details)
+        error = record.get('error')
+        entry.error = str(error) if error is not None else None
+    return entries
+
+
+def format_timeline(entries: list[TimelineEntry]) -> str:
+    """Return the timeline as a text table: start, stage, duration, result.
+
+    A failed stage's error follows its result.
+    """
+    rows = [('START (UTC)', 'STAGE', 'DURATION', 'RESULT')]
+    for entry in entries:
+        start = (entry.start or '?').replace('T', ' ').rstrip('Z')[:23]
+        took = '-' if entry.duration is None else f'{entry.duration:.3f} s'
+        result = entry.result + (f': {entry.error}' if entry.error else '')
+        rows.append((start, entry.stage, took, result))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return '\n'.join(
+        f'{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}'
+        for row in rows
+    )
+
+
+def _start_of(ts: str | None, duration: float | None) -> str | None:
+    if ts is None or duration is None:
+        return ts
+    try:
+        end = datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%S.%fZ')
+    except ValueError:
+        return ts
+    return (end - datetime.timedelta(seconds=duration)).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def _read_file(path: pathlib.Path) -> list[JournalRecord]:
+    try:
+        lines = path.read_text(encoding='utf-8', errors='replace').splitlines()
+    except FileNotFoundError:
+        return []
+    records: list[JournalRecord] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            logger.warning('Skipping unreadable line %d of %s', number, path)
+            continue
+        records.append(record)  # pyright: ignore[reportUnknownArgumentType]
+    return records
 
 
 def _utc_now() -> str:

@@ -76,3 +76,95 @@ def test_each_record_is_one_line_of_json(tmp_path: pathlib.Path):
 def test_default_journal_lives_in_the_state_dir(state_dir: pathlib.Path):
     Journal().write('a', 'start')
     assert (state_dir / 'journal.jsonl').exists()
+
+
+# Rotation, timeline, versions -------------------------------------------------
+
+
+def test_the_journal_rotates_and_keeps_the_newest_entries(tmp_path: pathlib.Path):
+    journal = Journal(tmp_path / 'j.jsonl', max_bytes=2000)
+    for n in range(100):
+        journal.write('stage', 'start', details={'n': n})
+
+    assert (tmp_path / 'j.jsonl').stat().st_size <= 2000
+    assert (tmp_path / 'j.jsonl.1').stat().st_size <= 2000
+    numbers = [r['details']['n'] for r in journal.read()]
+    assert numbers[-1] == 99
+    assert numbers == list(range(numbers[0], 100))  # the newest, in order, no gap
+    assert len(numbers) > 10
+
+
+def test_max_bytes_zero_means_no_bound(tmp_path: pathlib.Path):
+    journal = Journal(tmp_path / 'j.jsonl', max_bytes=0)
+    for _ in range(50):
+        journal.write('s', 'start')
+    assert not (tmp_path / 'j.jsonl.1').exists()
+    assert len(journal.read()) == 50
+
+
+def test_the_timeline_pairs_nested_stages_and_reads_a_dangling_start_as_interrupted(
+    tmp_path: pathlib.Path,
+):
+    journal = Journal(tmp_path / 'j.jsonl')
+    with journal.stage('series-prepare'):
+        with journal.stage('services-down'):
+            pass
+    journal.write('snap-refresh', 'start', details={'revision_requested': '3'})  # then killed
+    with journal.stage('snap-refresh') as stage:  # the retry
+        stage.details['revision_after'] = '3'
+    with pytest.raises(RuntimeError):
+        with journal.stage('health'):
+            raise RuntimeError('unhealthy')
+
+    timeline = journal.timeline()
+
+    assert [(e.stage, e.result) for e in timeline] == [
+        ('series-prepare', 'ended'),
+        ('services-down', 'ended'),
+        ('snap-refresh', 'interrupted'),
+        ('snap-refresh', 'ended'),
+        ('health', 'failed'),
+    ]
+    interrupted, retried = timeline[2], timeline[3]
+    assert interrupted.duration is None
+    assert interrupted.details == {'revision_requested': '3'}
+    assert retried.details == {'revision_after': '3'}
+    assert timeline[4].error == 'RuntimeError: unhealthy'
+    assert all(e.start and e.start.endswith('Z') for e in timeline)
+    assert timeline[0].duration is not None and timeline[0].duration >= timeline[1].duration  # pyright: ignore[reportOperatorIssue]
+
+
+def test_the_timeline_reads_old_records_and_ignores_what_it_does_not_know(tmp_path: pathlib.Path):
+    t = '2026-01-01T10:00:'
+    path = tmp_path / 'j.jsonl'
+    lines = [
+        # version 1 without "v" (the oldest), an event from a newer version, an
+        # end whose start was rotated away, a torn line.
+        {'ts': '2026-01-01T10:00:00.000000Z', 'stage': 'a', 'event': 'start'},
+        {'v': 2, 'ts': '2026-01-01T10:00:01.000000Z', 'stage': 'a', 'event': 'progress'},
+        {'v': 1, 'ts': t + '02.000000Z', 'stage': 'a', 'event': 'ended', 'duration': 2},
+        {'v': 1, 'ts': t + '05.000000Z', 'stage': 'b', 'event': 'ended', 'duration': 1.5},
+    ]
+    path.write_text(''.join(json.dumps(line) + '\n' for line in lines) + '{"v": 1, "st')
+
+    timeline = Journal(path).timeline()
+
+    assert [(e.stage, e.start, e.duration, e.result) for e in timeline] == [
+        ('a', '2026-01-01T10:00:00.000000Z', 2.0, 'ended'),
+        ('b', '2026-01-01T10:00:03.500000Z', 1.5, 'ended'),
+    ]
+
+
+def test_format_timeline_is_a_table(tmp_path: pathlib.Path):
+    from charm_upgrade.journal import format_timeline
+
+    journal = Journal(tmp_path / 'j.jsonl')
+    with journal.stage('services-down'):
+        pass
+    journal.write('snap-refresh', 'start')
+
+    header, first, second = format_timeline(journal.timeline()).splitlines()
+
+    assert header.split() == ['START', '(UTC)', 'STAGE', 'DURATION', 'RESULT']
+    assert first.split()[2:4] == ['services-down', '0.000']
+    assert second.endswith('-  interrupted')
