@@ -15,7 +15,11 @@ Snap refreshes driven by charm-refresh:
 
 - :class:`CharmSpecificMachines`: implements ``refresh_snap`` by charm-refresh's contract.
 
-Shared pieces: :class:`Journal`, the exceptions under
+Migrations (:mod:`charm_upgrade.migrations`): :class:`Migrations`, a
+registry of :class:`Migration` objects with ``up`` and ``down``, run after a
+series upgrade or a snap refresh, each called with a :class:`MigrationContext`.
+
+Shared pieces: :class:`Journal` (and its :class:`TimelineEntry`), the exceptions under
 :class:`CharmUpgradeError`, the modules :mod:`charm_upgrade.flags` and
 :mod:`charm_upgrade.snapd`, and the test kit :mod:`charm_upgrade.testing`.
 
@@ -40,7 +44,8 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .flow import SeriesUpgradeFlow, Step
-    from .journal import Journal
+    from .journal import Journal, TimelineEntry
+    from .migrations import Migration, MigrationContext, Migrations
     from .preview import Preview, ServicePreview
     from .refresh import CharmSpecificMachines
     from .series import SeriesUpgrade
@@ -50,7 +55,10 @@ __all__ = [
     'CharmSpecificMachines',
     'CharmUpgradeError',
     'Journal',
+    'Migration',
+    'MigrationContext',
     'MigrationError',
+    'Migrations',
     'Preview',
     'SeriesUpgrade',
     'SeriesUpgradeFlow',
@@ -63,6 +71,7 @@ __all__ = [
     'Step',
     'SystemdError',
     'SystemdServices',
+    'TimelineEntry',
     '__version__',
 ]
 
@@ -70,6 +79,9 @@ __all__ = [
 _LAZY = {
     'CharmSpecificMachines': 'refresh',
     'Journal': 'journal',
+    'Migration': 'migrations',
+    'MigrationContext': 'migrations',
+    'Migrations': 'migrations',
     'Preview': 'preview',
     'ServicePreview': 'preview',
     'SeriesUpgrade': 'series',
@@ -78,6 +90,7 @@ _LAZY = {
     'SnapServices': 'services',
     'Step': 'flow',
     'SystemdServices': 'services',
+    'TimelineEntry': 'journal',
 }
 
 

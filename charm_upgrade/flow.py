@@ -7,8 +7,9 @@ every call it looks at three flags and does what they call for, or nothing.
 
 - *started*, *in progress* and not *disabled*: record the before-state, take
   the services down, set *disabled*;
-- *disabled* and no longer *in progress*: run the charm's migration, bring
-  the services back, clear *disabled*.
+- *disabled* and no longer *in progress*: run the charm's ``migrate``
+  callback, then its pending series migrations (:mod:`charm_upgrade.migrations`),
+  bring the services back, clear *disabled*.
 
 Every step can be re-run after a failure at any point and converges. The
 before-state is written atomically to the unit's state directory before the
@@ -29,6 +30,7 @@ from . import _bases, _state
 from .errors import ServiceError
 from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from .journal import Journal
+from .migrations import SERIES
 from .preview import Preview, ServicePreview
 from .services import Services, group_from_record
 
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from .flags import FlagStore
+    from .migrations import Migrations
 
 __all__ = ['RECORD_NAME', 'MigrateCallback', 'SeriesUpgradeFlow', 'Step', 'as_service_groups']
 
@@ -100,6 +103,10 @@ class SeriesUpgradeFlow:
         flags: Where the flags are read and set.
         migrate: Called as ``migrate(old_base, new_base)`` after the upgrade
             completes and before the services come back.
+        migrations: The charm's migrations; the pending series ones run after
+            ``migrate``, in id order, before the services come back. A
+            failure raises :class:`~charm_upgrade.MigrationError` and the
+            services stay down until a later run succeeds.
         started_flag: The flag that says the application's services were started.
         disabled_flag: The flag that says the services are held down.
         journal: Where stages are journaled; by default the unit's journal.
@@ -113,6 +120,7 @@ class SeriesUpgradeFlow:
         *,
         flags: FlagStore,
         migrate: Callable[[str, str], None] | None = None,
+        migrations: Migrations | None = None,
         started_flag: str = APPLICATION_STARTED,
         disabled_flag: str = APPLICATION_DISABLED,
         journal: Journal | None = None,
@@ -121,6 +129,7 @@ class SeriesUpgradeFlow:
         self.services = as_service_groups(services)
         self.flags = flags
         self.migrate = migrate
+        self.migrations = migrations
         self.started_flag = started_flag
         self.disabled_flag = disabled_flag
         self.journal = journal or Journal()
@@ -154,6 +163,8 @@ class SeriesUpgradeFlow:
             ServiceError: a service is missing or the record does not match.
             SystemdError: ``systemctl`` failed.
             SnapdError: snapd failed.
+            MigrationError: a series migration failed or was refused; the
+                services stay down and the next run tries again.
             Exception: whatever the charm's ``migrate`` raised.
         """
         step = self.next_step()
@@ -194,7 +205,7 @@ class SeriesUpgradeFlow:
                 for name, enabled, running in _rows(states.get(group.key, {}))
             ]
             target = record.get('target_base') or current
-            migrations = () if record.get('migrated') or self.migrate is None else ('migrate',)
+            migrations = () if record.get('migrated') else self._pending_migrations()
             return Preview(
                 step='series-complete',
                 summary='bring the services back as they were before the upgrade',
@@ -223,6 +234,7 @@ class SeriesUpgradeFlow:
             services=tuple(rows),
             current_base=current,
             target_base=target_base,
+            pending_migrations=self._pending_migrations(),
             disruption='every service listed is down from prepare until complete, across reboots',
         )
 
@@ -260,6 +272,8 @@ class SeriesUpgradeFlow:
                         'series-migrate', old_base=old_base, new_base=new_base
                     ):
                         self.migrate(old_base, new_base)
+                if self.migrations is not None:
+                    self._run_migrations(record.get('old_base'), new_base)
                 record['migrated'] = True
                 _state.write_json(self.record_path, record)
             for group in reversed(self.services):
@@ -271,6 +285,23 @@ class SeriesUpgradeFlow:
             record['completed_at'] = _utc_now()
             _state.write_json(self.record_path, record)
             stage.details['restored'] = record['services']
+
+    def _run_migrations(self, old_base: str | None, new_base: str) -> None:
+        assert self.migrations is not None
+        pending = [m.id for m in self.migrations.pending(SERIES)]
+        with self.journal.stage(
+            'migrations', kind=SERIES, old=old_base, new=new_base, pending=pending
+        ) as stage:
+            stage.details['ran'] = self.migrations.run(
+                SERIES, old=old_base, new=new_base, journal=self.journal
+            )
+
+    def _pending_migrations(self) -> tuple[str, ...]:
+        # What complete would run: the migrate callback, then the registry's.
+        names = ['migrate'] if self.migrate is not None else []
+        if self.migrations is not None:
+            names += self.migrations.describe(SERIES)
+        return tuple(names)
 
     def _bring_back_unlisted(self, record: dict[str, Any]) -> None:
         # Groups taken down at prepare that the charm no longer lists (its

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import ops
 
 from . import _bases
+from .errors import MigrationError
 from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from .flow import SeriesUpgradeFlow, Step
 
@@ -18,12 +19,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable, MutableSequence, Sequence
 
     from .journal import Journal
+    from .migrations import Migrations
     from .preview import Preview
     from .services import Services
 
 __all__ = ['SeriesUpgrade']
 
 logger = logging.getLogger(__name__)
+
+_MIGRATION_SUFFIX = '; services stay down'
 
 
 class _StoredFlags:
@@ -57,8 +61,11 @@ class SeriesUpgrade(ops.Object):
     2.9), the ``pre-series-upgrade`` hook records which services were enabled
     and running, stops them, and holds them down across reboots; the unit
     shows a blocked status that names the command that finishes the upgrade.
-    After ``complete``, the ``post-series-upgrade`` hook calls ``migrate`` and
-    restores every service to its recorded state.
+    After ``complete``, the ``post-series-upgrade`` hook calls ``migrate``,
+    runs the pending series ``migrations`` and restores every service to its
+    recorded state. If a migration fails, the services stay down, the unit
+    shows a blocked status that names the migration, and every later hook
+    tries it again.
 
     The flags live in the unit's stored state. The application counts as
     *started* (there is something to take down) from the first ``start`` or
@@ -74,6 +81,9 @@ class SeriesUpgrade(ops.Object):
         migrate: Called as ``migrate(old_base, new_base)`` (``'ubuntu@22.04'``,
             ``'ubuntu@24.04'``) after the upgrade and before the services come
             back. Make it idempotent: if the hook fails after it, it runs again.
+        migrations: The charm's :class:`~charm_upgrade.Migrations`; its series
+            migrations run after ``migrate``. The ``install`` event records
+            every known migration as applied (a fresh unit has nothing to migrate).
         started_flag: The name of the flag that says the services were started.
         disabled_flag: The name of the flag that says the services are down.
         journal: Where stages are journaled; by default the unit's journal.
@@ -100,6 +110,7 @@ class SeriesUpgrade(ops.Object):
         *,
         services: Services | Sequence[Services],
         migrate: Callable[[str, str], None] | None = None,
+        migrations: Migrations | None = None,
         started_flag: str = APPLICATION_STARTED,
         disabled_flag: str = APPLICATION_DISABLED,
         journal: Journal | None = None,
@@ -112,11 +123,14 @@ class SeriesUpgrade(ops.Object):
             services,
             flags=_StoredFlags(self._stored),
             migrate=migrate,
+            migrations=migrations,
             started_flag=started_flag,
             disabled_flag=disabled_flag,
             journal=journal,
         )
         on = charm.on
+        if migrations is not None:
+            self.framework.observe(on.install, self._on_install)
         self.framework.observe(on.pre_series_upgrade, self._on_pre_series_upgrade)
         self.framework.observe(on.post_series_upgrade, self._on_post_series_upgrade)
         self.framework.observe(on.start, self._on_started)
@@ -142,6 +156,9 @@ class SeriesUpgrade(ops.Object):
         """
         if not self.services_disabled:
             return None
+        blocked = self._migration_message()
+        if blocked is not None:
+            return ops.BlockedStatus(blocked)
         return ops.BlockedStatus(self._status_message())
 
     def preview(self, *, target_base: str | None = None) -> Preview:
@@ -161,6 +178,11 @@ class SeriesUpgrade(ops.Object):
         """
         self._flow.flags.set(self._flow.started_flag)
 
+    def _on_install(self, _: ops.EventBase) -> None:
+        migrations = self._flow.migrations
+        assert migrations is not None
+        migrations.mark_installed(base=_bases.current_base())
+
     def _on_started(self, _: ops.EventBase) -> None:
         self.mark_started()
 
@@ -178,13 +200,32 @@ class SeriesUpgrade(ops.Object):
         self._reconcile()
 
     def _reconcile(self, *, target_base: str | None = None) -> None:
-        step = self._flow.run(target_base=target_base)
+        try:
+            step = self._flow.run(target_base=target_base)
+        except MigrationError as e:
+            # Not raised: a failed hook would show "hook failed" instead of
+            # which migration failed. The services stay down, and the flow
+            # runs again (and retries the migration) at the end of every hook.
+            logger.error('Series upgrade held: %s', e)
+            message = self._migration_message() or f'Migration {e.migration_id} failed'
+            self._charm.unit.status = ops.BlockedStatus(message)
+            return
         if step is Step.TOOK_DOWN:
             self._charm.unit.status = ops.BlockedStatus(self._status_message())
         elif step is Step.BROUGHT_BACK:
             status = self._charm.unit.status
-            if status.name == 'blocked' and status.message == self._status_message():
+            if status.name == 'blocked' and (
+                status.message == self._status_message()
+                or status.message.endswith(_MIGRATION_SUFFIX)
+            ):
                 self._charm.unit.status = ops.ActiveStatus()
+
+    def _migration_message(self) -> str | None:
+        migrations = self._flow.migrations
+        if migrations is None or self.in_progress:
+            return None
+        blocked = migrations.blocked_message()
+        return None if blocked is None else blocked + _MIGRATION_SUFFIX
 
     def _status_message(self) -> str:
         machine = os.environ.get('JUJU_MACHINE_ID', '<machine>')

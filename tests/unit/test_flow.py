@@ -10,6 +10,10 @@ import pytest
 
 from charm_upgrade import (
     Journal,
+    Migration,
+    MigrationContext,
+    MigrationError,
+    Migrations,
     SeriesUpgradeFlow,
     ServiceError,
     Services,
@@ -22,6 +26,7 @@ from charm_upgrade.flags import (
     APPLICATION_STARTED,
     UPGRADE_SERIES_IN_PROGRESS,
 )
+from charm_upgrade.migrations import REFRESH, SERIES
 
 if TYPE_CHECKING:
     import pathlib
@@ -351,3 +356,73 @@ def test_groups_dropped_from_the_list_between_prepare_and_complete_come_back(
     complete(SeriesUpgradeFlow(SystemdServices(['web']), flags=flags))
     assert fake_systemd.held() == []
     assert fake_systemd.unit('old.service') == {'enabled': 'enabled', 'active': 'active'}
+
+
+# Migrations (charm_upgrade.migrations) in the flow ----------------------------
+
+
+def test_series_migrations_run_after_migrate_and_before_services_return(
+    os_release: pathlib.Path,
+):
+    log: list[str] = []
+    migrations = Migrations(
+        [
+            Migration(
+                '1', 'one', kind=SERIES, up=lambda ctx: log.append(f'1 {ctx.old} {ctx.new}')
+            ),
+            Migration('2', 'refresh', kind=REFRESH, up=lambda ctx: log.append('refresh!')),
+        ]
+    )
+    flow = SeriesUpgradeFlow(
+        RecordingGroup('app', log),
+        flags=DictFlags(APPLICATION_STARTED),
+        migrate=lambda old, new: log.append('migrate'),
+        migrations=migrations,
+    )
+    prepare(flow)
+    assert flow.preview().pending_migrations == ('migrate', '1 (up): one')
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+
+    assert complete(flow) is Step.BROUGHT_BACK
+
+    assert log == ['read app', 'down app', 'migrate', '1 ubuntu@22.04 ubuntu@24.04', 'up app']
+    stages = [f'{r["stage"]} {r["event"]}' for r in Journal().read()]
+    assert stages[stages.index('series-migrate ended') :] == [
+        'series-migrate ended',
+        'migrations start',
+        'migration:1 start',
+        'migration:1 ended',
+        'migrations ended',
+        'services-up start',
+        'services-up ended',
+        'series-complete ended',
+    ]
+    assert flow.preview().pending_migrations == ('migrate',)  # the next upgrade's
+
+
+def test_a_failed_series_migration_keeps_the_services_down_until_a_retry_succeeds(
+    os_release: pathlib.Path,
+):
+    log: list[str] = []
+    broken = [True]
+
+    def up(ctx: MigrationContext) -> None:
+        if broken[0]:
+            raise RuntimeError('config unreadable')
+        log.append(f'migrated interrupted={ctx.interrupted}')
+
+    flow = SeriesUpgradeFlow(
+        RecordingGroup('app', log),
+        flags=DictFlags(APPLICATION_STARTED),
+        migrations=Migrations([Migration('1', 'fix', kind=SERIES, up=up)]),
+    )
+    prepare(flow)
+
+    with pytest.raises(MigrationError, match=r'migration 1 \(fix\) failed'):
+        complete(flow)
+    assert log == ['read app', 'down app']
+    assert flow.next_step() is Step.BROUGHT_BACK  # still down, still to do
+
+    broken[0] = False
+    assert flow.run() is Step.BROUGHT_BACK
+    assert log[2:] == ['migrated interrupted=True', 'up app']

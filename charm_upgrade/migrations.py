@@ -1,0 +1,521 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""Ordered data migrations with ``up`` and ``down``, run at series upgrades and snap refreshes.
+
+A charm lists its migrations once, in a :class:`Migrations` registry, and
+hands the registry to :class:`~charm_upgrade.SeriesUpgrade` (series
+migrations run after ``complete``, before the services come back) and to
+:class:`~charm_upgrade.CharmSpecificMachines` (refresh migrations run after
+the snap is refreshed, before the workload starts; a refresh to an older
+revision runs their ``down``). The ids applied on this unit are recorded in
+``migrations.json`` in the unit's state directory, written atomically.
+
+Rules (see ``docs/howto/migrations.md`` for the why):
+
+- Ids start with a number (``20260110``, ``0003``) and may go on with a
+  name (``20260110-move-config``); migrations run in the order of that
+  number, and no two may share it.
+- Pending means *known to the code and not applied*: an unapplied id older
+  than an applied one runs once, in id order; an applied one never runs again.
+- Before ``up`` (or ``down``) runs, a *started* mark is written. If the
+  process dies before the migration is recorded, the next run passes
+  ``interrupted=True``: a migration is either idempotent or checks that flag
+  to finish a half-done run.
+- A failure stops the run: earlier migrations stay applied, the failed one is
+  not, and :class:`~charm_upgrade.MigrationError` names it.
+- Applied ids the code does not know (the data is newer than the code):
+  nothing runs, :class:`~charm_upgrade.MigrationError`.
+- A fresh install (:meth:`Migrations.mark_installed`) records every known
+  migration as applied without running it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import pathlib
+import re
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _state
+from .errors import MigrationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from .journal import Journal
+
+__all__ = [
+    'REFRESH',
+    'SERIES',
+    'STATE_NAME',
+    'Migration',
+    'MigrationContext',
+    'MigrationKind',
+    'Migrations',
+]
+
+logger = logging.getLogger(__name__)
+
+MigrationKind = Literal['series', 'refresh']
+"""When a migration runs: after a series upgrade, or after a snap refresh."""
+
+SERIES: MigrationKind = 'series'
+"""Runs after a series upgrade completes; ``old`` and ``new`` are bases (``ubuntu@22.04``)."""
+
+REFRESH: MigrationKind = 'refresh'
+"""Runs after a snap refresh; ``old`` and ``new`` are snap revisions (``'182'``)."""
+
+STATE_NAME = 'migrations.json'
+"""File name of the applied-migrations record in the unit's state directory."""
+
+_STATE_VERSION = 1
+_ID = re.compile(r'(?P<number>[0-9]+)(?:-[A-Za-z0-9][A-Za-z0-9._-]*)?')
+_REVISION = re.compile(r'(?P<local>x?)(?P<number>[1-9][0-9]*)')
+
+
+@dataclasses.dataclass(frozen=True)
+class MigrationContext:
+    """What a migration's ``up`` or ``down`` is called with.
+
+    Attributes:
+        migration_id: The migration's id.
+        kind: ``series`` or ``refresh``.
+        direction: ``up`` or ``down``.
+        old: Where the data comes from: the old base (series) or the snap
+            revision before the refresh; None if unknown.
+        new: Where it goes: the new base, or the snap revision after the refresh.
+        interrupted: A run of this same migration started before and never
+            finished (the process died, or it raised): the data may be
+            half-migrated. An idempotent migration ignores it.
+    """
+
+    migration_id: str
+    kind: MigrationKind
+    direction: Literal['up', 'down']
+    old: str | None
+    new: str | None
+    interrupted: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    """One migration: an id, what it does, and how to do and undo it.
+
+    Attributes:
+        id: Sortable id: a number (a date such as ``20260110`` or a sequence
+            such as ``0003``), optionally followed by ``-name``.
+        description: One line for people: the journal, the preview, errors.
+        kind: :data:`SERIES` or :data:`REFRESH`.
+        up: Called with a :class:`MigrationContext` to migrate the data.
+        down: Called with a :class:`MigrationContext` to undo ``up`` when the
+            snap is refreshed back to an older revision; None if it cannot be
+            undone (a rollback across it is refused). Series migrations are
+            never undone: an OS is not downgraded.
+
+    Raises:
+        ValueError: the id or the kind is invalid.
+    """
+
+    id: str
+    description: str
+    kind: MigrationKind
+    up: Callable[[MigrationContext], None]
+    down: Callable[[MigrationContext], None] | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.id, str) or not _ID.fullmatch(self.id):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise ValueError(
+                f'migration id {self.id!r} is not sortable: start it with a number, such as '
+                "'20260110-move-config' or '0003'"
+            )
+        if self.kind not in (SERIES, REFRESH):
+            raise ValueError(
+                f'migration {self.id!r} has kind {self.kind!r}: use {SERIES!r} or {REFRESH!r}'
+            )
+
+    @property
+    def number(self) -> int:
+        """The id's leading number, which orders migrations."""
+        match = _ID.fullmatch(self.id)
+        assert match is not None  # checked in __post_init__
+        return int(match['number'])
+
+
+class Migrations:
+    """A charm's migrations and the record of those applied on this unit.
+
+    Build it once (a module-level constant is fine: it reads nothing until
+    used) and pass it to the adapters as ``migrations=``.
+
+    Args:
+        migrations: The charm's migrations, in any order.
+        path: Where the applied ids are recorded; by default
+            ``migrations.json`` in the unit's state directory.
+
+    Raises:
+        ValueError: two migrations share an id's number.
+
+    Example::
+
+        MIGRATIONS = charm_upgrade.Migrations([
+            charm_upgrade.Migration(
+                '20260110-config-path', 'Move the config to /etc/myapp', kind='series',
+                up=move_config,
+            ),
+            charm_upgrade.Migration(
+                '20260301-db-v2', 'Database format 2', kind='refresh',
+                up=to_v2, down=to_v1,
+            ),
+        ])
+    """
+
+    def __init__(
+        self,
+        migrations: Iterable[Migration] = (),
+        *,
+        path: str | pathlib.Path | None = None,
+    ):
+        self._migrations: list[Migration] = []
+        self._path = None if path is None else pathlib.Path(path)
+        for migration in migrations:
+            self.add(migration)
+
+    def add(self, migration: Migration) -> None:
+        """Add a migration to the registry.
+
+        Raises:
+            ValueError: its id's number is taken already.
+        """
+        for known in self._migrations:
+            if known.number == migration.number:
+                raise ValueError(
+                    f'migrations {known.id!r} and {migration.id!r} share the number '
+                    f'{migration.number}: their order would be ambiguous; renumber one'
+                )
+        self._migrations.append(migration)
+        self._migrations.sort(key=lambda m: m.number)
+
+    @property
+    def path(self) -> pathlib.Path:
+        """The record's path."""
+        # Not cached: a registry is often a module-level constant, built
+        # before the state directory is known.
+        return self._path if self._path is not None else _state.state_dir() / STATE_NAME
+
+    def all(self, kind: MigrationKind | None = None) -> list[Migration]:
+        """Return the known migrations (of one kind, if given), in id order."""
+        return [m for m in self._migrations if kind is None or m.kind == kind]
+
+    def get(self, migration_id: str) -> Migration | None:
+        """Return the known migration with that id, or None."""
+        return next((m for m in self._migrations if m.id == migration_id), None)
+
+    # Reading the record ----------------------------------------------------
+
+    def read_state(self) -> dict[str, Any]:
+        """Return the record: ``applied`` (id -> when, how, old, new), ``started``, ``failed``.
+
+        An absent record reads as nothing applied.
+        """
+        raw = _state.read_json(self.path)
+        state: dict[str, Any] = raw if isinstance(raw, dict) else {'v': _STATE_VERSION}  # pyright: ignore[reportUnknownVariableType]
+        state.setdefault('applied', {})
+        state.setdefault('started', None)
+        state.setdefault('failed', None)
+        return state
+
+    def applied(self) -> list[str]:
+        """Return the ids applied on this unit, in id order where known."""
+        applied: dict[str, Any] = self.read_state()['applied']
+        return sorted(applied, key=lambda i: (_number(i), i))
+
+    def unknown_applied(self) -> list[str]:
+        """Return applied ids that this code does not know: the data is newer than the code."""
+        known = {m.id for m in self._migrations}
+        return [i for i in self.applied() if i not in known]
+
+    def pending(self, kind: MigrationKind) -> list[Migration]:
+        """Return the migrations of ``kind`` that are known and not applied, in id order."""
+        applied = set(self.applied())
+        return [m for m in self.all(kind) if m.id not in applied]
+
+    def to_undo(self, target_revision: str) -> list[Migration]:
+        """Return the refresh migrations a refresh to ``target_revision`` undoes, newest first.
+
+        Those applied at a snap revision newer than ``target_revision``: a
+        rollback brings the data back to where that revision reads it. A
+        revision that cannot be compared (a store one with a local ``xN``)
+        undoes nothing.
+        """
+        applied: dict[str, dict[str, Any]] = self.read_state()['applied']
+        undo: list[Migration] = []
+        for migration in self.all(REFRESH):
+            entry = applied.get(migration.id)
+            if entry is not None and _is_older(target_revision, entry.get('new')):
+                undo.append(migration)
+        return list(reversed(undo))
+
+    @property
+    def failure(self) -> dict[str, Any] | None:
+        """The last failure, while it stands, or None.
+
+        Keys: ``id``, ``kind``, ``direction``, ``error``, ``at``, ``old``, ``new``.
+        """
+        failed = self.read_state()['failed']
+        return failed if isinstance(failed, dict) else None  # pyright: ignore[reportUnknownVariableType]
+
+    def blocked_message(self) -> str | None:
+        """Say why migrations cannot go on, for a blocked status; None if nothing stops them."""
+        unknown = self.unknown_applied()
+        if unknown:
+            return (
+                f'Migration {unknown[-1]} applied here is unknown to this charm revision; '
+                'refresh to the revision that has it'
+            )
+        failure = self.failure
+        if failure is not None:
+            return f'Migration {failure["id"]} failed ({failure["error"]}); see upgrade-journal'
+        return None
+
+    def describe(self, kind: MigrationKind, *, target_revision: str | None = None) -> list[str]:
+        """Return what a run would do, one ``id (up|down): description`` string each, in order.
+
+        A migration a rollback would have to undo but cannot (it has no
+        ``down``) reads ``id (down: none, refused): description``.
+        """
+        steps: list[str] = []
+        if kind == REFRESH and target_revision is not None:
+            steps += [
+                f'{m.id} ({"down" if m.down else "down: none, refused"}): {m.description}'
+                for m in self.to_undo(target_revision)
+            ]
+        steps += [f'{m.id} (up): {m.description}' for m in self.pending(kind)]
+        return steps
+
+    # Changing the record ---------------------------------------------------
+
+    def mark_installed(self, *, base: str | None = None, revision: str | None = None) -> bool:
+        """Record a fresh install: every known migration applied, none run.
+
+        Call it where the charm creates the workload's data for the first
+        time (the ``install`` event), before that: a unit whose record is
+        missing at any later time is taken for one deployed before the
+        charm had migrations, and all of them run. A second call adds the
+        base or revision the first did not know, and changes nothing else.
+
+        Args:
+            base: The machine's base now.
+            revision: The snap revision installed (or about to be).
+
+        Returns:
+            Whether the record was created by this call.
+        """
+        fresh = _state.read_json(self.path) is None
+        state = self.read_state()
+        now = _utc_now()
+        if fresh:
+            state['installed'] = {'at': now, 'base': base, 'revision': revision}
+            state['revision'] = revision
+            for m in self._migrations:
+                new = revision if m.kind == REFRESH else base
+                state['applied'][m.id] = {
+                    'kind': m.kind,
+                    'at': now,
+                    'how': 'installed',
+                    'new': new,
+                }
+            _state.write_json(self.path, state)
+            logger.info('Fresh install: recorded %d migrations as applied', len(self._migrations))
+            return True
+        installed = state.get('installed')
+        if isinstance(installed, dict) and revision is not None and state.get('revision') is None:
+            # The install hook learned the revision after SeriesUpgrade recorded the install.
+            installed['revision'] = revision
+            state['revision'] = revision
+            for entry in state['applied'].values():
+                if entry.get('how') == 'installed' and entry.get('kind') == REFRESH:
+                    entry['new'] = entry.get('new') or revision
+            _state.write_json(self.path, state)
+        return False
+
+    def check(self, kind: MigrationKind, *, target_revision: str | None = None) -> None:
+        """Raise if a run of ``kind`` must be refused; touch nothing.
+
+        Raises:
+            MigrationError: applied ids unknown to the code, or a refresh to
+                ``target_revision`` would have to undo a migration without ``down``.
+        """
+        unknown = self.unknown_applied()
+        if unknown:
+            raise MigrationError(
+                f'migrations {", ".join(unknown)} are applied on this unit but unknown to this '
+                'charm code: the data is newer than the code. Nothing was run. Refresh to the '
+                'charm revision that has them (its refresh to the older snap revision runs their '
+                'down), or remove them from ' + str(self.path) + ' if you know they are undone',
+                migration_id=unknown[-1],
+            )
+        if kind == REFRESH and target_revision is not None:
+            for migration in self.to_undo(target_revision):
+                if migration.down is None:
+                    raise MigrationError(
+                        f'migration {migration.id} ({migration.description}) cannot be undone '
+                        f'(it has no down), so the snap is not refreshed back to revision '
+                        f'{target_revision}; refresh to a revision that has it applied',
+                        migration_id=migration.id,
+                    )
+
+    def run(
+        self,
+        kind: MigrationKind,
+        *,
+        old: str | None,
+        new: str | None,
+        journal: Journal | None = None,
+    ) -> list[str]:
+        """Bring the data of ``kind`` to ``new``: undo, then apply, then record.
+
+        For :data:`REFRESH` and a ``new`` revision older than the one a
+        migration was applied at, that migration's ``down`` runs first,
+        newest first. Then every pending migration of ``kind`` runs ``up``,
+        in id order. Each is recorded as soon as it succeeds. With nothing to
+        do, nothing is written.
+
+        Args:
+            kind: :data:`SERIES` or :data:`REFRESH`.
+            old: The old base or snap revision.
+            new: The new base or snap revision.
+            journal: Where each migration is journaled (stage ``migration:<id>``).
+
+        Returns:
+            What ran, as ``<id>`` for ``up`` and ``<id>:down`` for ``down``.
+
+        Raises:
+            MigrationError: a migration raised (it is the ``__cause__``; the
+                ones before it stay applied), or :meth:`check` refuses.
+        """
+        self.check(kind, target_revision=new if kind == REFRESH else None)
+        downs = self.to_undo(new) if kind == REFRESH and new is not None else []
+        ups = self.pending(kind)
+        ran: list[str] = []
+        for migration in downs:
+            self._apply(migration, 'down', old, new, journal)
+            ran.append(f'{migration.id}:down')
+        for migration in ups:
+            applied = self.applied()
+            if applied and _number(applied[-1]) > migration.number:
+                logger.warning(
+                    'Migration %s runs after the newer %s (it was added later): it runs once',
+                    migration.id,
+                    applied[-1],
+                )
+            self._apply(migration, 'up', old, new, journal)
+            ran.append(migration.id)
+        state = self.read_state()
+        if kind == REFRESH and new is not None and state.get('revision') != new:
+            state['revision'] = new
+            _state.write_json(self.path, state)
+        return ran
+
+    @property
+    def data_revision(self) -> str | None:
+        """The snap revision the data was last migrated to (or installed at), if recorded."""
+        revision = self.read_state().get('revision')
+        return revision if isinstance(revision, str) else None
+
+    def _apply(
+        self,
+        migration: Migration,
+        direction: Literal['up', 'down'],
+        old: str | None,
+        new: str | None,
+        journal: Journal | None,
+    ) -> None:
+        state = self.read_state()
+        started: Any = state['started']
+        interrupted = isinstance(started, dict) and (
+            (started.get('id'), started.get('direction')) == (migration.id, direction)  # pyright: ignore[reportUnknownMemberType]
+        )
+        # The started mark goes to disk before the migration touches anything:
+        # a crash after it tells the next run that this one may be half done.
+        state['started'] = {'id': migration.id, 'direction': direction, 'at': _utc_now()}
+        _state.write_json(self.path, state)
+        context = MigrationContext(migration.id, migration.kind, direction, old, new, interrupted)
+        func = migration.up if direction == 'up' else migration.down
+        assert func is not None  # check() refused a down-less undo
+        stage = f'migration:{migration.id}' + (':down' if direction == 'down' else '')
+        details: dict[str, Any] = {
+            'description': migration.description,
+            'old': old,
+            'new': new,
+            'interrupted': interrupted,
+        }
+        if journal is not None:
+            journal.write(stage, 'start', details=details)
+        began = datetime.datetime.now(datetime.timezone.utc)
+        try:
+            func(context)
+        except Exception as e:
+            took = (datetime.datetime.now(datetime.timezone.utc) - began).total_seconds()
+            error = f'{type(e).__name__}: {e}'
+            # The started mark stays: the retry gets interrupted=True.
+            state['failed'] = {
+                'id': migration.id,
+                'kind': migration.kind,
+                'direction': direction,
+                'error': error,
+                'at': _utc_now(),
+                'old': old,
+                'new': new,
+            }
+            _state.write_json(self.path, state)
+            if journal is not None:
+                journal.write(stage, 'failed', duration=took, error=error, details=details)
+            raise MigrationError(
+                f'migration {migration.id} ({migration.description}) failed {direction}: '
+                f'{error}. Migrations before it stay applied; fix the cause and the next '
+                'hook runs it again (with interrupted=True)',
+                migration_id=migration.id,
+            ) from e
+        took = (datetime.datetime.now(datetime.timezone.utc) - began).total_seconds()
+        if direction == 'up':
+            state['applied'][migration.id] = {
+                'kind': migration.kind,
+                'at': _utc_now(),
+                'how': 'ran',
+                'old': old,
+                'new': new,
+            }
+        else:
+            state['applied'].pop(migration.id, None)
+        state['started'] = None
+        state['failed'] = None
+        _state.write_json(self.path, state)
+        if journal is not None:
+            journal.write(stage, 'ended', duration=took, details=details)
+        logger.info('Migration %s %s: done', migration.id, direction)
+
+
+def _number(migration_id: str) -> int:
+    match = _ID.fullmatch(migration_id)
+    return int(match['number']) if match else -1
+
+
+def _revision_key(revision: object) -> tuple[bool, int] | None:
+    if not isinstance(revision, str):
+        return None
+    match = _REVISION.fullmatch(revision)
+    return (bool(match['local']), int(match['number'])) if match else None
+
+
+def _is_older(revision: str, than: object) -> bool:
+    """Whether ``revision`` is older than ``than``; False when they cannot be compared."""
+    a, b = _revision_key(revision), _revision_key(than)
+    # Store revisions and local xN ones are numbered apart: never compared.
+    return a is not None and b is not None and a[0] == b[0] and a[1] < b[1]
+
+
+def _utc_now() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
