@@ -20,6 +20,17 @@ through snapd's REST API (:mod:`charm_upgrade.snapd`), crash-safely:
    and raises :class:`~charm_upgrade.SnapRefreshError`, so that Juju sends
    another event and charm-refresh calls ``refresh_snap`` again.
 
+With a :class:`~charm_upgrade.Migrations` registry (``migrations=``), the
+pending refresh migrations run in step 3 between recording the revision and
+starting the workload (a refresh to an older revision first runs ``down`` of
+the ones applied at a newer revision, newest first); before step 3 the
+before-state (base, revision, channel, each service enabled and active) is
+recorded in ``snap-refresh.json`` and in the journal. A migration that fails,
+or applied migrations this code does not know, leave the workload stopped
+(or, refused before anything is touched, untouched), the next unit waiting,
+and a blocked status that names the migration; :meth:`reconcile` tries again
+on every event.
+
 Then :meth:`CharmSpecificMachines.post_snap_refresh` starts the workload if
 needed and lets the next unit refresh only when this one is healthy (docs step
 25); :meth:`CharmSpecificMachines.reconcile` retries that on every event.
@@ -39,23 +50,45 @@ from typing import TYPE_CHECKING, Any
 import charm_
 import charm_refresh
 
-from .errors import SnapdError, SnapRefreshError
+from . import _bases, _state
+from .errors import MigrationError, SnapdError, SnapRefreshError
 from .journal import Journal
+from .migrations import REFRESH, Migrations
+from .preview import Preview, ServicePreview
 from .snapd import Snapd, validate_revision
 
 if TYPE_CHECKING:
+    import pathlib
     from collections.abc import Callable
 
     import ops
 
-    from .snapd import Change
+    from .snapd import Change, SnapInfo
 
-__all__ = ['JOURNAL_STAGE', 'STATUS_PREFIX', 'CharmSpecificMachines']
+__all__ = [
+    'BEFORE_STATE_NAME',
+    'HEALTH_STAGE',
+    'JOURNAL_STAGE',
+    'MIGRATIONS_STAGE',
+    'STATUS_PREFIX',
+    'CharmSpecificMachines',
+]
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_STAGE = 'snap-refresh'
 """The journal stage of :meth:`CharmSpecificMachines.refresh_snap`."""
+
+MIGRATIONS_STAGE = 'migrations'
+"""The journal stage around a run of refresh migrations (each migration has its own too)."""
+
+HEALTH_STAGE = 'health'
+"""The journal stage of the health gate in :meth:`CharmSpecificMachines.post_snap_refresh`."""
+
+BEFORE_STATE_NAME = 'snap-refresh.json'
+"""File name of a refresh's before-state record in the unit's state directory."""
+
+_BEFORE_VERSION = 1
 
 STATUS_PREFIX = 'Snap refresh: '
 """How every unit status set by :meth:`CharmSpecificMachines.post_snap_refresh` starts.
@@ -94,6 +127,8 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
             ``$CHARM_UPGRADE_SNAPD_SOCKET`` or ``/run/snapd.socket``.
         journal: Where the refresh is journaled; keyword-only, by default the
             unit's journal.
+        migrations: The charm's :class:`~charm_upgrade.Migrations`, whose
+            refresh migrations run after each refresh; keyword-only, None for none.
         unhealthy_status: The unit status :meth:`post_snap_refresh` last asked
             for, or None when the unit is healthy. A charm that computes its
             status with ops' collect-status adds it there (a status set
@@ -117,9 +152,11 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
 
     snapd: Snapd = dataclasses.field(default_factory=Snapd, kw_only=True, repr=False)
     journal: Journal = dataclasses.field(default_factory=Journal, kw_only=True, repr=False)
+    migrations: Migrations | None = dataclasses.field(default=None, kw_only=True, repr=False)
     unhealthy_status: ops.StatusBase | None = dataclasses.field(
         default=None, init=False, repr=False
     )
+    _retried_migration: bool = dataclasses.field(default=False, init=False, repr=False)
 
     # Hooks -----------------------------------------------------------------
 
@@ -233,7 +270,12 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
                 error=f'{type(e).__name__}: {e}',
                 details=details,
             )
-            raise
+            if not isinstance(e, MigrationError):
+                raise
+            # Not raised: the blocked status names the migration, where a
+            # failed hook would say only "hook failed"; reconcile retries it.
+            self._block_on_migration(e, refresh)
+            return
         self.journal.write(
             JOURNAL_STAGE, 'ended', duration=time.monotonic() - began, details=details
         )
@@ -250,10 +292,16 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         ``refresh.next_unit_allowed_to_refresh = True`` and clears a status
         this method set earlier.
 
+        With migrations, a failed refresh migration is tried again first
+        (the workload stays stopped until it succeeds), and applied
+        migrations this code does not know keep the next unit waiting.
+
         Args:
             refresh: The unit's ``charm_refresh.Machines``.
         """
         snap = charm_refresh.snap_name()
+        if not self._migrations_settled(snap, refresh):
+            return
         status: charm_.Status | None = None
         try:
             if not self.workload_running():
@@ -263,17 +311,32 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
             logger.error('Cannot start the workload of snap %r after its refresh: %s', snap, e)
             status = charm_.BlockedStatus(_status_message(f'cannot start {snap}: {e.kind}'))
         if status is None:
+            self.journal.write(HEALTH_STAGE, 'start', details={'snap': snap})
+            began = time.monotonic()
             try:
                 healthy = self.workload_healthy()
             except SnapdError as e:
                 logger.warning('Cannot check the health of snap %r: %s', snap, e)
                 healthy = False
             if healthy:
+                self.journal.write(
+                    HEALTH_STAGE,
+                    'ended',
+                    duration=time.monotonic() - began,
+                    details={'snap': snap},
+                )
                 refresh.next_unit_allowed_to_refresh = True
                 self.unhealthy_status = None
                 self._clear_own_status()
                 return
             message = self.unhealthy_message()
+            self.journal.write(
+                HEALTH_STAGE,
+                'failed',
+                duration=time.monotonic() - began,
+                error=f'unhealthy: {message}',
+                details={'snap': snap},
+            )
             logger.warning('Not allowing the next unit to refresh: %s', message)
             status = charm_.WaitingStatus(_status_message(f'{message}; next unit waits'))
         self.unhealthy_status = _ops_status(status)
@@ -314,7 +377,8 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         # wait for it; snapd shows its new revision before it is ready.
         try:
             waited = snapd.wait_snap_idle(snap_name)
-            revision_before = snapd.snap(snap_name).revision
+            info = snapd.snap(snap_name)
+            revision_before = info.revision
         except SnapdError as e:
             raise _refresh_error(
                 snap_name, None, snap_revision, None, e, details, 'nothing was touched'
@@ -322,6 +386,10 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         if waited:
             details['waited_changes'] = [f'{c.id} {c.kind} {c.status}' for c in waited]
         details['revision_before'] = revision_before
+        if self.migrations is not None:
+            # Refuse before anything is touched: unknown applied migrations,
+            # or an undo without a down.
+            self.migrations.check(REFRESH, target_revision=snap_revision)
 
         # 2. Already at the target: an earlier hook died after the refresh and
         # before recording it. A refresh to the installed revision would
@@ -331,7 +399,23 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
             details['revision_after'] = revision_before
             details['already_at_target'] = True
             logger.info('Snap %r is already at revision %s: recorded it', snap_name, snap_revision)
+            if self._migration_work(snap_revision):
+                # The earlier hook died before its migrations ran: run them
+                # with the workload stopped; post_snap_refresh starts it.
+                if self.workload_running():
+                    self.stop_workload(snap_name=snap_name)
+                self._migrate(self._data_revision(revision_before), snap_revision, details)
+            self._complete_before_state()
             return
+
+        # The before-state, before the first service is touched; a retried
+        # refresh to the same target keeps the first record.
+        try:
+            details['before'] = self._record_before_state(info, snap_revision)
+        except SnapdError as e:
+            raise _refresh_error(
+                snap_name, revision_before, snap_revision, None, e, details, 'nothing was touched'
+            ) from e
 
         # 3. Stop, refresh, record, start.
         logger.info(
@@ -377,7 +461,12 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
                 details['refresh'] = refreshed - stopped
                 details['change_id'] = change_id
                 details['revision_after'] = snap_revision
+                if self.migrations is not None:
+                    # Before the workload starts; a failure leaves it stopped.
+                    self._migrate(revision_before, snap_revision, details)
+                    refreshed = time.monotonic()
                 self._start_after_refresh(snap_name, details, down, refreshed)
+                self._complete_before_state()
                 logger.info(
                     'Refreshed snap %r to revision %s (change %s)',
                     snap_name,
@@ -432,6 +521,183 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
             change=change,
             change_id=change_id,
         ) from failure
+
+    # Migrations and before-state ----------------------------------------
+
+    def _migration_work(self, target: str) -> bool:
+        if self.migrations is None:
+            return False
+        return bool(self.migrations.describe(REFRESH, target_revision=target))
+
+    def _data_revision(self, fallback: str) -> str:
+        # The revision the data was last migrated at, when the hook that
+        # refreshed died before its migrations ran.
+        recorded = self.migrations.data_revision if self.migrations is not None else None
+        return recorded or fallback
+
+    def _migrate(self, old: str, new: str, details: dict[str, Any]) -> None:
+        assert self.migrations is not None
+        began = time.monotonic()
+        steps = self.migrations.describe(REFRESH, target_revision=new)
+        with self.journal.stage(MIGRATIONS_STAGE, kind=REFRESH, old=old, new=new, pending=steps):
+            details['migrations'] = self.migrations.run(
+                REFRESH, old=old, new=new, journal=self.journal
+            )
+        details['migrate'] = time.monotonic() - began
+
+    def _migrations_settled(self, snap: str, refresh: charm_refresh.Machines) -> bool:
+        # Whether post_snap_refresh may start the workload and check health:
+        # no applied migration unknown to the code, no failed refresh
+        # migration left (it is retried here, once per event).
+        migrations = self.migrations
+        if migrations is None:
+            return True
+        failure = migrations.failure
+        try:
+            if failure is not None and failure.get('kind') == REFRESH:
+                if self._retried_migration:
+                    return False
+                self._retried_migration = True
+                revision = self.snapd.snap(snap).revision
+                details: dict[str, Any] = {'retry_of': failure['id']}
+                self._migrate(str(failure.get('old') or revision), revision, details)
+            else:
+                migrations.check(REFRESH)
+        except MigrationError as e:
+            self._block_on_migration(e, refresh)
+            return False
+        except SnapdError as e:
+            logger.error('Cannot read the revision of snap %r: %s', snap, e)
+            return False
+        return True
+
+    def _block_on_migration(self, error: MigrationError, refresh: charm_refresh.Machines) -> None:
+        self._retried_migration = True  # once per hook: the refresh just tried it
+        logger.error('Refresh held by a migration: %s', error)
+        blocked = self.migrations.blocked_message() if self.migrations is not None else None
+        text = blocked or f'migration {error.migration_id} failed'
+        status = charm_.BlockedStatus(_status_message(f'{text}; next unit waits'))
+        self.unhealthy_status = _ops_status(status)
+        if refresh.unit_status_higher_priority is None:
+            _set_unit_status(status)
+
+    @property
+    def before_state_path(self) -> pathlib.Path:
+        """Where the before-state of the current or last refresh is recorded."""
+        return _state.state_dir() / BEFORE_STATE_NAME
+
+    def read_before_state(self) -> dict[str, Any] | None:
+        """Return the before-state of the current or last refresh, if any.
+
+        Keys: ``snap``, ``base``, ``revision``, ``channel``, ``target``,
+        ``services`` (``snap.app`` -> ``enabled``, ``active``),
+        ``recorded_at``, ``phase`` (``started`` or ``completed``).
+        """
+        record = _state.read_json(self.before_state_path)
+        return record if isinstance(record, dict) else None  # pyright: ignore[reportUnknownVariableType]
+
+    def _record_before_state(self, info: SnapInfo, target: str) -> dict[str, Any]:
+        snap_name = info.name
+        record = self.read_before_state()
+        if (
+            record is not None
+            and record.get('phase') == 'started'
+            and record.get('snap') == snap_name
+            and record.get('target') == target
+        ):
+            return record  # a retry: the services may be half-stopped now
+        services = {
+            s.full_name: {'enabled': s.enabled, 'active': s.active}
+            for s in self.snapd.services(snap_name)
+        }
+        record = {
+            'v': _BEFORE_VERSION,
+            'phase': 'started',
+            'recorded_at': _utc_now(),
+            'snap': snap_name,
+            'base': _bases.current_base(),
+            'revision': info.revision,
+            'channel': info.channel,
+            'target': target,
+            'services': services,
+        }
+        _state.write_json(self.before_state_path, record)
+        return record
+
+    def _complete_before_state(self) -> None:
+        record = self.read_before_state()
+        if record is not None and record.get('phase') != 'completed':
+            record['phase'] = 'completed'
+            record['completed_at'] = _utc_now()
+            _state.write_json(self.before_state_path, record)
+
+    def preview(self, *, revision_to: str | None) -> Preview:
+        """Say what a refresh to ``revision_to`` would do now; change nothing.
+
+        Args:
+            revision_to: The revision charm-refresh would install (its
+                ``pinned_snap_revision``), or None if not known.
+
+        Raises:
+            SnapdError: snapd could not be asked, or the snap is not installed.
+        """
+        snap = charm_refresh.snap_name()
+        info = self.snapd.snap(snap)
+        services = self.snapd.services(snap)
+        same = revision_to is None or revision_to == info.revision
+        rows = tuple(
+            ServicePreview(
+                s.full_name,
+                'enabled' if s.enabled else 'disabled',
+                s.active,
+                'none' if same else 'stop, disable, refresh, enable, start',
+            )
+            for s in services
+        )
+        steps: tuple[str, ...] = ()
+        if self.migrations is not None:
+            steps = tuple(self.migrations.describe(REFRESH, target_revision=revision_to))
+        blocked: str | None = None
+        if self.migrations is not None:
+            blocked = self.migrations.blocked_message()
+            try:
+                if revision_to is not None:
+                    self.migrations.check(REFRESH, target_revision=revision_to)
+            except MigrationError as e:
+                blocked = blocked or e.message
+        if revision_to is None:
+            summary, disruption = 'no target revision given: nothing to refresh', 'none'
+        elif same:
+            summary, disruption = f'{snap} is at revision {info.revision} already', 'none'
+        else:
+            summary = f'stop {snap}, refresh it to revision {revision_to}, ' + (
+                'run the migrations, start it' if steps else 'start it'
+            )
+            disruption = f'every service of {snap} is down from the stop until the start'
+            last = self._last_downtime()
+            if last is not None:
+                disruption += f'; the last refresh here was down {last:.1f} s'
+        if blocked:
+            summary = f'refused: {blocked}'
+        return Preview(
+            step='snap-refresh',
+            summary=summary,
+            services=rows,
+            current_base=_bases.current_base(),
+            revision_from=info.revision,
+            revision_to=revision_to,
+            pending_migrations=steps,
+            disruption=disruption,
+            before_state=self.read_before_state(),
+        )
+
+    def _last_downtime(self) -> float | None:
+        for entry in reversed(self.journal.timeline()):
+            if entry.stage == JOURNAL_STAGE and entry.result == 'ended':
+                downtime = entry.details.get('downtime')
+                if isinstance(downtime, (int, float)):
+                    return float(downtime)
+        return None
 
     def _start_after_refresh(
         self, snap_name: str, details: dict[str, Any], down: float, refreshed: float
@@ -540,6 +806,12 @@ def _refresh_error(
         change_status=change.status if change is not None else None,
         change_error=(change.err or None) if change is not None else None,
     )
+
+
+def _utc_now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
 
 
 def _status_message(text: str) -> str:

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any, cast
 import ops
 import pytest
 
-from charm_upgrade import Journal, SnapdError, SnapRefreshError
+from charm_upgrade import (
+    Journal,
+    Migration,
+    MigrationContext,
+    Migrations,
+    SnapdError,
+    SnapRefreshError,
+)
+from charm_upgrade.migrations import REFRESH, SERIES
 from charm_upgrade.refresh import JOURNAL_STAGE, STATUS_PREFIX, CharmSpecificMachines
 from charm_upgrade.snapd import ServiceInfo, Snapd
 from charm_upgrade.testing import FakeSnapd, RecordedRequest
@@ -295,6 +303,7 @@ def test_success_stops_refreshes_records_then_starts(fake: FakeSnapd, hook_tools
     assert labels(fake) == [
         f'changes?for={SNAP}',  # in-flight changes of this snap only
         'snap',
+        'services',  # the before-state, before anything is touched
         'stop',
         'poll',
         'refresh',
@@ -403,6 +412,7 @@ def test_failure_undone_by_snapd_starts_the_workload_and_raises(fake: FakeSnapd)
     assert labels(fake) == [
         f'changes?for={SNAP}',
         'snap',
+        'services',  # the before-state, before anything is touched
         'stop',
         'poll',
         'refresh',
@@ -1013,3 +1023,271 @@ def _wall_of(fake: FakeSnapd, request: RecordedRequest) -> datetime.datetime:
     # Requests carry monotonic times; translate with the current offset.
     offset = time.time() - time.monotonic()
     return datetime.datetime.fromtimestamp(request.time + offset, datetime.timezone.utc)
+
+
+# Migrations, before-state, preview, health ------------------------------------
+
+
+def migrations_of(*migrations: Migration) -> Migrations:
+    return Migrations(list(migrations))
+
+
+def watching(fake: FakeSnapd, log: list[str], name: str, *, fail: list[bool] | None = None):
+    """A migration step that logs its context and what the fake shows at that moment."""
+
+    def run(ctx: MigrationContext) -> None:
+        state = 'running' if fake.service_state(SNAP) == RUNNING else 'stopped'
+        log.append(
+            f'{name} {ctx.direction} {ctx.old}->{ctx.new} at {fake.revision(SNAP)} {state}'
+            + (' interrupted' if ctx.interrupted else '')
+        )
+        if fail and fail[0]:
+            raise RuntimeError('schema locked')
+
+    return run
+
+
+def test_refresh_migrations_run_after_the_record_and_before_the_start(
+    fake: FakeSnapd, hook_tools: HookTools
+):
+    log: list[str] = []
+    refresh = RecordingRefresh(fake)
+    migrations = migrations_of(
+        Migration('1-db', 'db format 2', kind=REFRESH, up=watching(fake, log, '1-db')),
+        Migration('2-series', 'series only', kind=SERIES, up=watching(fake, log, 'no')),
+    )
+    make(migrations=migrations).refresh_snap(
+        snap_name=SNAP, snap_revision='x2', refresh=refresh.as_machines()
+    )
+
+    assert log == ['1-db up x1->x2 at x2 stopped']
+    assert len(refresh.updates) == 1
+    assert fake.service_state(SNAP) == RUNNING
+    assert refresh.next_unit_allowed_to_refresh
+    assert migrations.applied() == ['1-db']
+    assert migrations.data_revision == 'x2'
+    stages = [f'{r["stage"]} {r["event"]}' for r in Journal().read()]
+    assert stages == [
+        'snap-refresh start',
+        'migrations start',
+        'migration:1-db start',
+        'migration:1-db ended',
+        'migrations ended',
+        'snap-refresh ended',
+        'health start',
+        'health ended',
+    ]
+    ended = journal_records()[-1]['details']
+    assert ended['migrations'] == ['1-db']
+    assert ended['downtime'] >= ended['migrate'] > 0
+
+
+def test_a_failed_refresh_migration_blocks_keeps_the_workload_down_and_is_retried(
+    fake: FakeSnapd, hook_tools: HookTools
+):
+    log: list[str] = []
+    fail = [True]
+    migrations = migrations_of(
+        Migration('1-db', 'db format 2', kind=REFRESH, up=watching(fake, log, '1-db', fail=fail))
+    )
+    refresh = RecordingRefresh(fake)
+
+    make(migrations=migrations).refresh_snap(  # no exception: the status says it
+        snap_name=SNAP, snap_revision='x2', refresh=refresh.as_machines()
+    )
+
+    assert fake.revision(SNAP) == 'x2'
+    assert refresh.recorded == 'x2'
+    assert fake.service_state(SNAP) == STOPPED  # not on data it cannot read
+    assert not refresh.next_unit_allowed_to_refresh
+    status, message = hook_tools.current
+    assert status == 'blocked'
+    assert message.startswith(f'{STATUS_PREFIX}Migration 1-db failed (RuntimeError: schema')
+    assert journal_records()[-1]['event'] == 'failed'
+
+    # Next event, same failure: still blocked, still stopped.
+    refresh.in_progress = True
+    make(migrations=migrations).reconcile(refresh.as_machines())
+    assert fake.service_state(SNAP) == STOPPED
+    assert hook_tools.current[0] == 'blocked'
+
+    # Fixed: the next event's reconcile runs it (told it was interrupted), then starts.
+    fail[0] = False
+    make(migrations=migrations).reconcile(refresh.as_machines())
+    assert log[-1] == '1-db up x1->x2 at x2 stopped interrupted'
+    assert fake.service_state(SNAP) == RUNNING
+    assert refresh.next_unit_allowed_to_refresh
+    assert hook_tools.current == ('active', '')
+    assert migrations.applied() == ['1-db']
+
+
+def test_applied_migrations_unknown_to_the_code_refuse_the_refresh_before_any_stop(
+    fake: FakeSnapd, hook_tools: HookTools
+):
+    newer = migrations_of(Migration('5-new', 'newer', kind=REFRESH, up=lambda c: None))
+    newer.run(REFRESH, old='x0', new='x1')
+    older_code = migrations_of()
+    refresh = RecordingRefresh(fake, allowed=False)
+
+    make(migrations=older_code).refresh_snap(
+        snap_name=SNAP, snap_revision='x2', refresh=refresh.as_machines()
+    )
+
+    assert 'stop' not in labels(fake)
+    assert refresh_posts(fake) == []
+    assert fake.revision(SNAP) == 'x1'
+    assert fake.service_state(SNAP) == RUNNING
+    status, message = hook_tools.current
+    assert status == 'blocked'
+    assert message.startswith(f'{STATUS_PREFIX}Migration 5-new applied here is unknown to this')
+    assert not refresh.next_unit_allowed_to_refresh
+
+
+def test_a_refresh_back_to_an_older_revision_runs_down_newest_first(
+    fake: FakeSnapd, hook_tools: HookTools
+):
+    log: list[str] = []
+    fake.add_snap(SNAP, revision='x2', services=('daemon', 'worker'), revisions=('x1',))
+    migrations = migrations_of(
+        *(
+            Migration(n, n, kind=REFRESH, up=watching(fake, log, n), down=watching(fake, log, n))
+            for n in ('1', '2')
+        )
+    )
+    migrations.run(REFRESH, old='x1', new='x2')
+    log.clear()
+    refresh = RecordingRefresh(fake)
+
+    make(migrations=migrations).refresh_snap(
+        snap_name=SNAP, snap_revision='x1', refresh=refresh.as_machines()
+    )
+
+    assert log == ['2 down x2->x1 at x1 stopped', '1 down x2->x1 at x1 stopped']
+    assert migrations.applied() == []
+    assert fake.service_state(SNAP) == RUNNING
+
+
+def test_a_rollback_across_a_migration_without_down_is_refused_untouched(
+    fake: FakeSnapd, hook_tools: HookTools
+):
+    fake.add_snap(SNAP, revision='x2', services=('daemon', 'worker'), revisions=('x1',))
+    migrations = migrations_of(Migration('1', 'one way', kind=REFRESH, up=lambda c: None))
+    migrations.run(REFRESH, old='x1', new='x2')
+
+    make(migrations=migrations).refresh_snap(
+        snap_name=SNAP, snap_revision='x1', refresh=RecordingRefresh(fake).as_machines()
+    )
+
+    assert fake.revision(SNAP) == 'x2'
+    assert 'stop' not in labels(fake)
+    assert hook_tools.current[0] == 'blocked'
+    assert 'cannot be undone' in journal_records()[-1]['error']
+
+
+def test_already_at_the_target_runs_the_migrations_the_dead_hook_did_not(
+    fake: FakeSnapd, hook_tools: HookTools
+):
+    # The hook died after the refresh, before its migrations: snapd has x2,
+    # the migrations' record still says the data is at x1.
+    log: list[str] = []
+    migrations = migrations_of(
+        Migration('1', 'one', kind=REFRESH, up=watching(fake, log, '1')),
+    )
+    migrations.mark_installed(revision='x1')
+    migrations.add(Migration('2', 'two', kind=REFRESH, up=watching(fake, log, '2')))
+    fake.add_snap(SNAP, revision='x2', services=('daemon', 'worker'), revisions=('x1',))
+    refresh = RecordingRefresh(fake)
+
+    make(migrations=migrations).refresh_snap(
+        snap_name=SNAP, snap_revision='x2', refresh=refresh.as_machines()
+    )
+
+    assert log == ['2 up x1->x2 at x2 stopped']  # stopped first: it was running
+    assert refresh_posts(fake) == []
+    assert fake.service_state(SNAP) == RUNNING
+    assert refresh.next_unit_allowed_to_refresh
+
+
+def test_the_before_state_is_recorded_before_the_stop_and_kept_by_a_retry(
+    fake: FakeSnapd, hook_tools: HookTools, state_dir: pathlib.Path
+):
+    fake.set_service_state(SNAP, 'worker', enabled=False, active=False)
+    fake.fail_next_refresh()
+    cs = make()
+    with pytest.raises(SnapRefreshError):
+        cs.refresh_snap(
+            snap_name=SNAP, snap_revision='x2', refresh=RecordingRefresh(fake).as_machines()
+        )
+    first = json.loads((state_dir / 'snap-refresh.json').read_text())
+    assert {k: first[k] for k in ('snap', 'revision', 'target', 'phase')} == {
+        'snap': SNAP,
+        'revision': 'x1',
+        'target': 'x2',
+        'phase': 'started',
+    }
+    assert first['services'] == {
+        f'{SNAP}.daemon': {'enabled': True, 'active': True},
+        f'{SNAP}.worker': {'enabled': False, 'active': False},
+    }
+    assert journal_records()[-1]['details']['before'] == first
+
+    cs.refresh_snap(
+        snap_name=SNAP, snap_revision='x2', refresh=RecordingRefresh(fake).as_machines()
+    )
+
+    done = json.loads((state_dir / 'snap-refresh.json').read_text())
+    assert done['recorded_at'] == first['recorded_at']  # the retry kept the first
+    assert done['phase'] == 'completed'
+    assert cs.read_before_state() == done
+
+
+def test_preview_says_what_a_refresh_would_do_and_changes_nothing(
+    fake: FakeSnapd, hook_tools: HookTools, state_dir: pathlib.Path
+):
+    migrations = migrations_of(
+        Migration('1', 'db format 2', kind=REFRESH, up=lambda c: None, down=lambda c: None)
+    )
+    migrations.mark_installed(revision='x0')
+    migrations.add(Migration('2', 'index', kind=REFRESH, up=lambda c: None))
+    cs = make(migrations=migrations)
+    before = sorted(p.name for p in state_dir.iterdir())
+
+    preview = cs.preview(revision_to='x2')
+
+    assert preview.step == 'snap-refresh'
+    assert (preview.revision_from, preview.revision_to) == ('x1', 'x2')
+    assert preview.pending_migrations == ('2 (up): index',)
+    assert (
+        preview.summary == f'stop {SNAP}, refresh it to revision x2, run the migrations, start it'
+    )
+    assert preview.disruption.startswith(f'every service of {SNAP} is down')
+    assert [s.name for s in preview.services] == [f'{SNAP}.daemon', f'{SNAP}.worker']
+    assert 'snap revision: x1 -> x2' in preview.format()
+    assert all(r.method == 'GET' for r in fake.requests)
+    assert sorted(p.name for p in state_dir.iterdir()) == before  # no journal, no record
+
+    # After a refresh: its before-state and its downtime show.
+    cs.refresh_snap(
+        snap_name=SNAP, snap_revision='x2', refresh=RecordingRefresh(fake).as_machines()
+    )
+    again = cs.preview(revision_to='x2')
+    assert again.disruption == 'none'
+    assert again.before_state is not None and again.before_state['revision'] == 'x1'
+    back = cs.preview(revision_to='x1')
+    # '1' was installed at x0, so x1 reads its data; '2' ran for x2 and has no down.
+    assert back.pending_migrations == ('2 (down: none, refused): index',)
+    assert back.summary.startswith('refused: migration 2 (index) cannot be undone')
+    assert 'the last refresh here was down' in back.disruption
+
+
+def test_the_health_gate_is_journaled(fake: FakeSnapd, hook_tools: HookTools):
+    @dataclasses.dataclass(eq=False)
+    class Sick(AppRefresh):
+        def workload_healthy(self) -> bool:
+            return False
+
+    make(Sick).post_snap_refresh(RecordingRefresh(fake, allowed=False).as_machines())
+
+    (entry,) = Journal().timeline()
+    assert (entry.stage, entry.result) == ('health', 'failed')
+    assert entry.error == 'unhealthy: App not healthy'
