@@ -340,6 +340,11 @@ class Migrations:
             _state.write_json(self.path, state)
         return False
 
+    def install_revision_missing(self) -> bool:
+        """Whether a fresh install was recorded without the snap revision (to add it)."""
+        state = self.read_state()
+        return isinstance(state.get('installed'), dict) and state.get('revision') is None
+
     def check(self, kind: MigrationKind, *, target_revision: str | None = None) -> None:
         """Raise if a run of ``kind`` must be refused; touch nothing.
 

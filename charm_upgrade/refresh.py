@@ -356,6 +356,11 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         Args:
             refresh: The unit's ``charm_refresh.Machines``.
         """
+        if self.migrations is not None and self.migrations.install_revision_missing():
+            try:
+                self._add_install_revision(self.snapd.snap(charm_refresh.snap_name()).revision)
+            except SnapdError as e:
+                logger.warning('Cannot read the installed revision for the migrations: %s', e)
         if refresh.next_unit_allowed_to_refresh:
             return
         if refresh.in_progress:
@@ -386,6 +391,7 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         if waited:
             details['waited_changes'] = [f'{c.id} {c.kind} {c.status}' for c in waited]
         details['revision_before'] = revision_before
+        self._add_install_revision(revision_before)
         if self.migrations is not None:
             # Refuse before anything is touched: unknown applied migrations,
             # or an undo without a down.
@@ -523,6 +529,13 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         ) from failure
 
     # Migrations and before-state ----------------------------------------
+
+    def _add_install_revision(self, revision: str) -> None:
+        # A fresh install recorded before the snap was there (the install
+        # event) learns its revision from the first event that sees the snap,
+        # which comes before any refresh: rollbacks then know what to undo.
+        if self.migrations is not None and self.migrations.install_revision_missing():
+            self.migrations.mark_installed(revision=revision)
 
     def _migration_work(self, target: str) -> bool:
         if self.migrations is None:
