@@ -8,6 +8,7 @@ Its workload is the snap `upgrade-demo`, with one daemon. It shows:
 - series upgrades with :class:`charm_upgrade.SeriesUpgrade`;
 - in-place rolling snap refreshes with charm-refresh, through
   :class:`charm_upgrade.CharmSpecificMachines`;
+- migrations, one per kind, with :class:`charm_upgrade.Migrations`;
 - the `upgrade-journal` and `preview-upgrade` actions.
 """
 
@@ -21,11 +22,51 @@ import charm_refresh
 import ops
 
 import charm_upgrade
+from charm_upgrade.journal import format_timeline
 from charm_upgrade.snapd import Snapd
 
 logger = logging.getLogger(__name__)
 
 SNAP = 'upgrade-demo'
+
+
+# Migrations: each runs once per unit, in id order, with the workload stopped. A
+# fresh install records them as applied without running them. Each must be
+# idempotent, or use ctx.interrupted to finish a run that died half-way.
+def _series_config(ctx: charm_upgrade.MigrationContext) -> None:
+    # A real charm rewrites what the new OS needs: a config path, a renamed package.
+    logger.info(
+        'Migration %s: %s config for %s (was %s)', ctx.migration_id, SNAP, ctx.new, ctx.old
+    )
+
+
+def _data_format(ctx: charm_upgrade.MigrationContext) -> None:
+    # A real charm converts the workload's data here (up) or back (down, on a
+    # refresh to an older revision); this demo's data has one format.
+    logger.info(
+        'Migration %s %s: data of %s %s -> %s',
+        ctx.migration_id,
+        ctx.direction,
+        SNAP,
+        ctx.old,
+        ctx.new,
+    )
+
+
+MIGRATIONS = charm_upgrade.Migrations(
+    [
+        charm_upgrade.Migration(
+            '20260110-series-config', 'Config for the new base', kind='series', up=_series_config
+        ),
+        charm_upgrade.Migration(
+            '20260301-data-format',
+            'Data format of the new revision',
+            kind='refresh',
+            up=_data_format,
+            down=_data_format,
+        ),
+    ]
+)
 
 
 @dataclasses.dataclass(eq=False)
@@ -63,11 +104,16 @@ class UpgradeDemoCharm(ops.CharmBase):
         super().__init__(framework)
         # Series upgrades: the snap's services go down at prepare, come back after complete.
         self.series_upgrade = charm_upgrade.SeriesUpgrade(
-            self, services=charm_upgrade.SnapServices(SNAP), migrate=self._migrate
+            self,
+            services=charm_upgrade.SnapServices(SNAP),
+            migrate=self._migrate,
+            migrations=MIGRATIONS,
         )
         # Snap refreshes: charm-refresh decides when this unit refreshes and calls
         # DemoRefresh.refresh_snap; built first thing in every event, as it asks.
-        self._refresh_specific = DemoRefresh(workload_name='Demo', charm_name='upgrade-demo')
+        self._refresh_specific = DemoRefresh(
+            workload_name='Demo', charm_name='upgrade-demo', migrations=MIGRATIONS
+        )
         self.refresh: charm_refresh.Machines | None
         try:
             self.refresh = charm_refresh.Machines(self._refresh_specific)
@@ -97,6 +143,7 @@ class UpgradeDemoCharm(ops.CharmBase):
             # Install the revision this charm code pins; later ones come by refresh.
             self.unit.status = ops.MaintenanceStatus(f'Installing the {SNAP} snap')
             revision = self.refresh.pinned_snap_revision
+            MIGRATIONS.mark_installed(revision=revision)  # fresh data: nothing to migrate
             snapd.run(lambda: snapd.install(SNAP, revision=revision), what=f'install of {SNAP}')
             self.refresh.update_snap_revision()
         self._set_statuses()
@@ -118,12 +165,22 @@ class UpgradeDemoCharm(ops.CharmBase):
 
     def _on_upgrade_journal(self, event: ops.ActionEvent) -> None:
         last = max(int(event.params['last']), 0)
+        if event.params.get('timeline'):
+            # One line per stage: start, duration, result (interrupted if it never ended).
+            timeline = charm_upgrade.Journal().timeline()
+            timeline = timeline[len(timeline) - last :] if last else []
+            event.set_results({'timeline': format_timeline(timeline)})
+            return
         records = charm_upgrade.Journal().read()
         records = records[len(records) - last :] if last else []  # [-0:] would be all
         event.set_results({'records': '\n'.join(_format_record(r) for r in records)})
 
     def _on_preview_upgrade(self, event: ops.ActionEvent) -> None:
-        preview = self.series_upgrade.preview(target_base=event.params.get('base') or None)
+        if event.params.get('refresh') and self.refresh is not None:
+            revision = self.refresh.pinned_snap_revision
+            preview = self._refresh_specific.preview(revision_to=revision)
+        else:
+            preview = self.series_upgrade.preview(target_base=event.params.get('base') or None)
         event.set_results({'preview': preview.format(), 'json': json.dumps(preview.to_dict())})
 
     def _migrate(self, old_base: str, new_base: str) -> None:
