@@ -82,4 +82,22 @@ class Preview:
         if self.pending_migrations:
             lines.append('migrations: ' + ', '.join(self.pending_migrations))
         lines.append(f'disruption: {self.disruption}')
+        if self.before_state:
+            lines.append('before: ' + _before_line(self.before_state))
         return '\n'.join(lines)
+
+
+def _before_line(record: dict[str, Any]) -> str:
+    # One line from either before-state record: a refresh's (revision, channel,
+    # services) or a series upgrade's (old base, services by group).
+    parts = [f'recorded {record.get("recorded_at", "?")}']
+    if record.get('revision'):
+        channel = record.get('channel') or 'no channel'
+        parts.append(f'revision {record["revision"]} ({channel})')
+    if record.get('old_base'):
+        parts.append(f'base {record["old_base"]}')
+    services: dict[str, Any] = record.get('services') or {}
+    running = [n for n, s in services.items() if isinstance(s, dict) and s.get('active')]  # pyright: ignore[reportUnknownMemberType]
+    if 'revision' in record:
+        parts.append('active: ' + (', '.join(running) or 'none'))
+    return ', '.join(parts)

@@ -1273,6 +1273,11 @@ def test_preview_says_what_a_refresh_would_do_and_changes_nothing(
     again = cs.preview(revision_to='x2')
     assert again.disruption == 'none'
     assert again.before_state is not None and again.before_state['revision'] == 'x1'
+    assert (
+        again.format()
+        .splitlines()[-1]
+        .endswith(f'revision x1 (no channel), active: {SNAP}.daemon, {SNAP}.worker')
+    )
     back = cs.preview(revision_to='x1')
     # '1' was installed at x0, so x1 reads its data; '2' ran for x2 and has no down.
     assert back.pending_migrations == ('2 (down: none, refused): index',)
