@@ -142,7 +142,9 @@ class Journal:
             finally:
                 os.close(fd)
         except (OSError, TypeError, ValueError) as e:
-            logger.warning('Could not write to the upgrade journal %s: %s', self._path, e)
+            logger.warning(
+                'Could not write to the upgrade journal %s: %s', self._path or _JOURNAL_NAME, e
+            )
 
     @contextlib.contextmanager
     def stage(self, stage: str, **details: Any) -> Generator[StageTimer]:
