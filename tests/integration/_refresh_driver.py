@@ -117,7 +117,8 @@ def main(snap: str, revision: str, records: str) -> dict[str, Any]:
 
 def _last_details(machine: ProbeRefresh) -> dict[str, Any]:
     # The details of the closing snap-refresh record: stop, refresh, start, downtime.
-    records = machine.journal.read()
+    # The health gate's records follow it, so pick the stage, not the last line.
+    records = [r for r in machine.journal.read() if r.get('stage') == 'snap-refresh']
     return records[-1].get('details', {}) if records else {}
 
 

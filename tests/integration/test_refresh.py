@@ -41,6 +41,11 @@ def stages(run: RefreshRun) -> list[tuple[str, str]]:
     return [(r['stage'], r['event']) for r in run.journal]
 
 
+def last_refresh_record(run: RefreshRun) -> dict[str, Any]:
+    """The journal's last snap-refresh record (the health gate's records follow it)."""
+    return [r for r in run.journal if r['stage'] == 'snap-refresh'][-1]
+
+
 def test_refresh_snap_x1_to_x2(
     container: Container,
     probe: Probe,
@@ -58,8 +63,14 @@ def test_refresh_snap_x1_to_x2(
     # Recorded once, with the change ready: snapd had nothing in flight for the snap.
     assert [(r['revision'], r['in_flight']) for r in revision_records(run)] == [('x2', [])]
     assert {'next_unit_allowed_to_refresh': True}.items() <= run.records[-1].items()
-    assert stages(run) == [('snap-refresh', 'start'), ('snap-refresh', 'ended')]
-    details = run.journal[-1]['details']
+    # The refresh, then the health gate that let the next unit go.
+    assert stages(run) == [
+        ('snap-refresh', 'start'),
+        ('snap-refresh', 'ended'),
+        ('health', 'start'),
+        ('health', 'ended'),
+    ]
+    details = last_refresh_record(run)['details']
     assert (details['revision_before'], details['revision_after']) == ('x1', 'x2')
     # The default stop and start: stop --disable, refresh, start --enable; one of each.
     made = changes_since(since)
@@ -107,8 +118,10 @@ def _converged(container: Container, first: RefreshRun, second: RefreshRun, sinc
     assert records[0]['pid'] == second.process.pid
     refreshes = changes_since(since, 'refresh-snap')
     assert [c['status'] for c in refreshes] == ['Done']
-    assert second.journal[-1]['event'] == 'ended'
-    assert second.journal[-1]['details']['already_at_target'] is True
+    record = last_refresh_record(second)
+    assert record['event'] == 'ended'
+    assert record['details']['already_at_target'] is True
+    assert stages(second)[-2:] == [('health', 'start'), ('health', 'ended')]
 
 
 def test_kill_9_while_the_change_is_in_flight_converges(
@@ -129,7 +142,7 @@ def test_kill_9_while_the_change_is_in_flight_converges(
     assert outcome['ok'], outcome
     _converged(container, first, second, since)
     assert changes_since(since, 'refresh-snap')[0]['id'] == in_flight['id']
-    waited = second.journal[-1]['details'].get('waited_changes', [])
+    waited = last_refresh_record(second)['details'].get('waited_changes', [])
     record_note(f'after kill -9 in flight, the new process waited for: {waited or "nothing"}')
 
 
