@@ -9,19 +9,9 @@ Build with warnings as errors, offline:
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import sys
-from typing import TYPE_CHECKING, Any, ClassVar
-
-from docutils.parsers.rst import directives
-from sphinx.util.docutils import SphinxDirective
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from docutils import nodes
-    from sphinx.application import Sphinx
+from typing import Any
 
 # Document the package from this checkout, installed or not.
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -83,39 +73,3 @@ html_theme_options = {
     'description': 'Series upgrades and snap refreshes for Juju machine charms.',
     'fixed_sidebar': True,
 }
-
-
-# -- Modules that may not exist yet -------------------------------------------
-
-
-class AutomoduleIfPresent(SphinxDirective):
-    """``automodule-if-present:: NAME``: autodoc NAME if it can be found, else the content.
-
-    Lets the reference page name a module that another change is adding,
-    without failing the warnings-as-errors build while it is absent.
-    """
-
-    required_arguments = 1
-    has_content = True
-    option_spec: ClassVar[dict[str, Callable[[str], Any]]] = {'members': directives.unchanged}
-
-    def run(self) -> list[nodes.Node]:
-        name = self.arguments[0]
-        try:
-            present = importlib.util.find_spec(name) is not None
-        except ImportError:
-            present = False
-        if present:
-            lines = [f'.. automodule:: {name}']
-            members = self.options.get('members')
-            if members is not None:
-                lines.append(f'   :members: {members}'.rstrip())
-            text = '\n'.join(lines)
-        else:
-            text = '\n'.join(self.content)
-        return self.parse_text_to_nodes(text)
-
-
-def setup(app: Sphinx) -> dict[str, Any]:
-    app.add_directive('automodule-if-present', AutomoduleIfPresent)
-    return {'parallel_read_safe': True}
