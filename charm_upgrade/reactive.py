@@ -33,7 +33,7 @@ import charms.reactive
 from charmhelpers.core import hookenv
 
 from . import _bases
-from .errors import CharmUpgradeError
+from .errors import CharmUpgradeError, MigrationError
 from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from .flow import SeriesUpgradeFlow, Step, as_service_groups
 
@@ -41,10 +41,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Sequence
 
     from .journal import Journal
+    from .migrations import Migrations
     from .services import Services
 
 __all__ = [
     'BRING_BACK_HANDLER_ID',
+    'RECORD_INSTALL_HANDLER_ID',
     'TAKE_DOWN_HANDLER_ID',
     'register_series_upgrade_handlers',
 ]
@@ -55,8 +57,14 @@ TAKE_DOWN_HANDLER_ID = 'charm_upgrade.reactive:take_down_services'
 BRING_BACK_HANDLER_ID = 'charm_upgrade.reactive:bring_back_services'
 """The id of the handler that brings the services back, as charms.reactive logs it."""
 
+RECORD_INSTALL_HANDLER_ID = 'charm_upgrade.reactive:record_fresh_install'
+"""The id of the ``install`` hook handler that records a fresh install for ``migrations``."""
+
 # How the blocked status set at prepare begins; complete clears only a status that does.
 _STATUS_PREFIX = 'Services stopped and disabled for the OS upgrade'
+
+# How the blocked status of a held series migration ends (as in the ops adapter).
+_MIGRATION_SUFFIX = '; services stay down'
 
 
 class _Handler(Protocol):
@@ -83,6 +91,8 @@ class _Reactive(Protocol):
     def when(self, *flags: str) -> Callable[[Callable[[], None]], object]: ...
 
     def when_not(self, *flags: str) -> Callable[[Callable[[], None]], object]: ...
+
+    def hook(self, *hook_patterns: str) -> Callable[[Callable[[], None]], object]: ...
 
     def is_flag_set(self, flag: str) -> bool: ...
 
@@ -137,6 +147,7 @@ def register_series_upgrade_handlers(
     started_flag: str = APPLICATION_STARTED,
     disabled_flag: str = APPLICATION_DISABLED,
     migrate: Callable[[str, str], None] | None = None,
+    migrations: Migrations | None = None,
     journal: Journal | None = None,
 ) -> SeriesUpgradeFlow:
     """Register the series-upgrade handlers of a reactive charm on charms.reactive's bus.
@@ -157,6 +168,14 @@ def register_series_upgrade_handlers(
       ``disabled_flag`` is cleared, and the blocked status is replaced with an
       active one if it still shows.
 
+    With ``migrations``, the ``install`` hook records a fresh install (every
+    migration counts as applied), and complete runs the pending series
+    migrations after ``migrate``. A migration that fails or is refused does
+    not fail the hook: the services stay down, the unit is blocked with a
+    status that names the migration, and the migration is tried again at
+    every hook until it passes (fix its cause, or refresh to a charm
+    revision whose migration works).
+
     Any other hook, during the upgrade or not, touches no service. A hook
     that fails part-way converges when Juju runs it again.
 
@@ -172,6 +191,8 @@ def register_series_upgrade_handlers(
         migrate: Called as ``migrate(old_base, new_base)`` (``'ubuntu@22.04'``,
             ``'ubuntu@24.04'``) after the upgrade and before the services come
             back. Make it idempotent: if the hook fails after it, it runs again.
+        migrations: The charm's :class:`~charm_upgrade.Migrations`; its
+            series migrations run after ``migrate``.
         journal: Where stages are journaled; by default the unit's journal.
 
     Returns:
@@ -185,7 +206,14 @@ def register_series_upgrade_handlers(
             nothing and returns the same flow.
     """
     groups = as_service_groups(services)
-    arguments = (tuple(g.key for g in groups), started_flag, disabled_flag, migrate, journal)
+    arguments = (
+        tuple(g.key for g in groups),
+        started_flag,
+        disabled_flag,
+        migrate,
+        migrations,
+        journal,
+    )
     existing = _registration()
     if existing is not None:
         if existing.arguments == arguments:
@@ -199,6 +227,7 @@ def register_series_upgrade_handlers(
         groups,
         flags=_ReactiveFlags(),
         migrate=migrate,
+        migrations=migrations,
         started_flag=started_flag,
         disabled_flag=disabled_flag,
         journal=journal,
@@ -213,16 +242,45 @@ def register_series_upgrade_handlers(
             # Juju runs no hook between prepare and complete: the status this
             # hook ends with is what the operator sees. A handler of the charm
             # that sets a status later in this dispatch must not hide it.
-            _hookenv.atexit(_keep_blocked_status, flow)
+            _hookenv.atexit(_keep_blocked_status, flow, _status_message())
 
     def bring_back_services() -> None:
         with _log_to_juju():
-            step = flow.run()
+            try:
+                step = flow.run()
+            except MigrationError as e:
+                # Not raised: a failed hook says "hook failed", not which
+                # migration failed, and charms.reactive would undo the flags
+                # anyway. The disabled flag stays, so this handler runs (and
+                # tries the migration) again at every hook.
+                message = _migration_status(flow, e)
+                _hookenv.log(f'charm-upgrade: series upgrade held: {e}', level='ERROR')
+                _hookenv.status_set('blocked', message)
+                _hookenv.atexit(_keep_blocked_status, flow, message)
+                return
         if step is Step.BROUGHT_BACK:
             workload_state, message = _hookenv.status_get()
-            if workload_state == 'blocked' and str(message).startswith(_STATUS_PREFIX):
+            if workload_state == 'blocked' and (
+                str(message).startswith(_STATUS_PREFIX) or str(message).endswith(_MIGRATION_SUFFIX)
+            ):
                 _hookenv.status_set('active', '')
             _hookenv.log(f'charm-upgrade: brought back {_names(flow)} after the series upgrade')
+
+    if migrations is not None:
+        registered_migrations = migrations
+
+        def record_fresh_install() -> None:
+            # A hook handler runs before every flag handler of the hook, so
+            # before the charm's own install handlers create the workload's data.
+            if registered_migrations.mark_installed(base=_bases.current_base()):
+                _hookenv.log('charm-upgrade: fresh install; migrations recorded as applied')
+
+        # charms.reactive calls @hook "generally deprecated"; no flag marks
+        # the install hook, and a flag handler may run after the charm's.
+        record_fresh_install.__dict__.update(
+            _action_id=RECORD_INSTALL_HANDLER_ID, _short_action_id=RECORD_INSTALL_HANDLER_ID
+        )
+        _reactive.hook('install')(record_fresh_install)
 
     _register(
         take_down_services,
@@ -253,10 +311,20 @@ def _status_message() -> str:
     return f'{_STATUS_PREFIX}; when it is done, run `juju {command} {machine} complete`'
 
 
-def _keep_blocked_status(flow: SeriesUpgradeFlow) -> None:
+def _migration_status(flow: SeriesUpgradeFlow, error: MigrationError) -> str:
+    """Return the blocked status message of a series upgrade held by a migration."""
+    migrations = flow.migrations
+    blocked = None if migrations is None else migrations.blocked_message()
+    if blocked is None:
+        blocked = f'Migration {error.migration_id or "?"} failed; see upgrade-journal'
+    return blocked + _MIGRATION_SUFFIX
+
+
+def _keep_blocked_status(flow: SeriesUpgradeFlow, message: str) -> None:
+    # Run at the end of the hook: a handler of the charm that set a status
+    # after ours must not hide why the services are down.
     if not flow.flags.is_set(flow.disabled_flag):
         return
-    message = _status_message()
     if _hookenv.status_get() != ('blocked', message):
         _hookenv.status_set('blocked', message)
 
