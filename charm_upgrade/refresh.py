@@ -20,12 +20,13 @@ through snapd's REST API (:mod:`charm_upgrade.snapd`), crash-safely:
    and raises :class:`~charm_upgrade.SnapRefreshError`, so that Juju sends
    another event and charm-refresh calls ``refresh_snap`` again.
 
-With a :class:`~charm_upgrade.Migrations` registry (``migrations=``), the
+Before step 3 the before-state (base, revision, channel, each service enabled
+and active) is recorded in ``snap-refresh.json`` and in the journal; the
+default :meth:`CharmSpecificMachines.start_workload` restores the services to
+it. With a :class:`~charm_upgrade.Migrations` registry (``migrations=``), the
 pending refresh migrations run in step 3 between recording the revision and
 starting the workload (a refresh to an older revision first runs ``down`` of
-the ones applied at a newer revision, newest first); before step 3 the
-before-state (base, revision, channel, each service enabled and active) is
-recorded in ``snap-refresh.json`` and in the journal. A migration that fails,
+the ones applied at a newer revision, newest first). A migration that fails,
 or applied migrations this code does not know, leave the workload stopped
 (or, refused before anything is touched, untouched), the next unit waiting,
 and a blocked status that names the migration; :meth:`reconcile` tries again
@@ -45,7 +46,7 @@ import dataclasses
 import logging
 import subprocess
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import charm_
 import charm_refresh
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 
     import ops
 
-    from .snapd import Change, SnapInfo
+    from .snapd import Change, ServiceInfo, SnapInfo
 
 __all__ = [
     'BEFORE_STATE_NAME',
@@ -181,8 +182,13 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
     def start_workload(self, *, snap_name: str) -> None:
         """Start the workload again; must be harmless when it is already running.
 
-        The default enables and starts every service of the snap through
-        snapd and waits for snapd's change.
+        The default restores the snap's services as the refresh's
+        before-state recorded them, through snapd, and waits for snapd's
+        changes: a service that was enabled is enabled and started, one that
+        ran without being enabled is started, one that was disabled and
+        stopped (an optional daemon the charm keeps off) stays so. A service
+        the before-state does not know (new in this revision, or no
+        before-state of this snap) is enabled and started.
 
         Args:
             snap_name: The workload snap.
@@ -190,15 +196,23 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         Raises:
             SnapdError: snapd could not start the services.
         """
-        self._run_change(
-            lambda: self.snapd.start([snap_name], enable=True),
-            what=f'start of the services of snap {snap_name!r}',
-        )
+        enable, start_only = self._services_to_start(snap_name)
+        if enable:
+            self._run_change(
+                lambda: self.snapd.start(enable, enable=True),
+                what=f'start of {", ".join(enable)}',
+            )
+        if start_only:
+            self._run_change(
+                lambda: self.snapd.start(start_only, enable=False),
+                what=f'start of {", ".join(start_only)}',
+            )
 
     def workload_running(self) -> bool:
         """Whether the workload runs; :meth:`post_snap_refresh` starts it if not.
 
-        The default: every service of ``charm_refresh.snap_name()`` is active.
+        The default: every service of ``charm_refresh.snap_name()`` that
+        :meth:`start_workload` starts is active.
 
         Raises:
             SnapdError: snapd could not be asked, or the snap is not installed.
@@ -208,9 +222,11 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
     def workload_healthy(self) -> bool:
         """Whether this unit is healthy enough for the next unit to refresh.
 
-        The default: every service of ``charm_refresh.snap_name()`` is active.
-        A charm overrides it with a real check (the unit answers, it rejoined
-        its cluster) and may override :meth:`unhealthy_message` with it.
+        The default: every service of ``charm_refresh.snap_name()`` that
+        :meth:`start_workload` starts is active (one the before-state
+        recorded disabled and stopped is not expected to run). A charm
+        overrides it with a real check (the unit answers, it rejoined its
+        cluster) and may override :meth:`unhealthy_message` with it.
 
         Raises:
             SnapdError: snapd could not be asked, or the snap is not installed.
@@ -750,7 +766,46 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
 
     def _inactive_services(self) -> list[str]:
         snap = charm_refresh.snap_name()
-        return [s.full_name for s in self.snapd.services(snap) if not s.active]
+        services = self.snapd.services(snap)
+        enable, start_only = self._split_by_before_state(snap, services)
+        expected = {*enable, *start_only}
+        return [s.full_name for s in services if s.full_name in expected and not s.active]
+
+    def _services_to_start(self, snap_name: str) -> tuple[list[str], list[str]]:
+        recorded = self._recorded_services(snap_name)
+        if recorded is None or all(s.get('enabled') for s in recorded.values()):
+            # The usual case: the whole snap, with no request in the downtime.
+            return [snap_name], []
+        return self._split_by_before_state(snap_name, self.snapd.services(snap_name))
+
+    def _split_by_before_state(
+        self, snap_name: str, services: list[ServiceInfo]
+    ) -> tuple[list[str], list[str]]:
+        """Split the services into those to enable and start, and those only to start."""
+        recorded = self._recorded_services(snap_name) or {}
+        enable: list[str] = []
+        start_only: list[str] = []
+        for service in services:
+            before = recorded.get(service.full_name)
+            if before is None or before.get('enabled'):
+                enable.append(service.full_name)
+            elif before.get('active'):
+                start_only.append(service.full_name)
+        return enable, start_only
+
+    def _recorded_services(self, snap_name: str) -> dict[str, dict[str, Any]] | None:
+        """The before-state's ``snap.app`` -> ``enabled``, ``active``, if it is of this snap."""
+        record = self.read_before_state()
+        if record is None or record.get('snap') != snap_name:
+            return None
+        services = record.get('services')
+        if not isinstance(services, dict):
+            return None
+        return {
+            str(name): cast('dict[str, Any]', state)
+            for name, state in cast('dict[object, object]', services).items()
+            if isinstance(state, dict)
+        }
 
     def _run_change(self, submit: Callable[[], str], *, what: str) -> Change:
         change = _wait_ready(self.snapd, submit())

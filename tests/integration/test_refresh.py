@@ -22,7 +22,9 @@ from _snaps import (
     last_change_id,
     reset,
     revision,
+    services,
     wait_in_flight,
+    web_page,
 )
 
 if TYPE_CHECKING:
@@ -107,6 +109,30 @@ def test_failing_post_refresh_hook_is_undone_and_raised(
     assert stages(run) == [('snap-refresh', 'start'), ('snap-refresh', 'failed')]
     refreshes = changes_since(since, 'refresh-snap')
     assert [c['status'] for c in refreshes] == ['Error']
+
+
+def test_a_worker_disabled_before_the_refresh_stays_disabled(
+    container: Container, probe: Probe, refresh_runner: RefreshRunner
+) -> None:
+    # A charm that keeps an optional daemon off: real snapd must not turn it
+    # on, and the health gate must not wait for it.
+    reset(container, 'x1')
+    container.exec(['snap', 'stop', '--disable', 'cu-probe.worker'])
+    since = last_change_id()
+
+    outcome, run = refresh_runner.run('x2')
+
+    assert outcome['ok'], outcome
+    assert revision() == 'x2'
+    assert services(container) == {
+        'cu-probe.web': ('enabled', 'active'),
+        'cu-probe.worker': ('disabled', 'inactive'),
+    }
+    assert web_page(container) == '2.0'
+    assert {'next_unit_allowed_to_refresh': True}.items() <= run.records[-1].items()
+    made = changes_since(since)
+    assert [c['kind'] for c in made] == ['service-control', 'refresh-snap', 'service-control']
+    assert all(c['status'] == 'Done' for c in made)
 
 
 def _converged(container: Container, first: RefreshRun, second: RefreshRun, since: int) -> None:

@@ -1241,6 +1241,65 @@ def test_the_before_state_is_recorded_before_the_stop_and_kept_by_a_retry(
     assert cs.read_before_state() == done
 
 
+def test_a_service_disabled_before_the_refresh_stays_disabled_and_is_not_awaited(
+    fake: FakeSnapd, hook_tools: HookTools
+):
+    # The charm keeps an optional daemon off; the refresh must not turn it on.
+    fake.set_service_state(SNAP, 'worker', enabled=False, active=False)
+    refresh = RecordingRefresh(fake)
+
+    make().refresh_snap(snap_name=SNAP, snap_revision='x2', refresh=refresh.as_machines())
+
+    assert fake.revision(SNAP) == 'x2'
+    assert fake.service_state(SNAP) == {'daemon': (True, True), 'worker': (False, False)}
+    starts = [r.body for r in fake.requests if label(r) == 'start']
+    assert starts == [{'action': 'start', 'names': [f'{SNAP}.daemon'], 'enable': True}]
+    # Healthy: the worker is not expected to run.
+    assert refresh.next_unit_allowed_to_refresh
+    assert hook_tools.sets == []
+
+
+def test_a_service_running_but_not_enabled_is_started_without_enabling(fake: FakeSnapd):
+    fake.set_service_state(SNAP, 'worker', enabled=False, active=True)
+    refresh = RecordingRefresh(fake)
+
+    make().refresh_snap(snap_name=SNAP, snap_revision='x2', refresh=refresh.as_machines())
+
+    assert fake.service_state(SNAP) == {'daemon': (True, True), 'worker': (False, True)}
+    starts = [r.body for r in fake.requests if label(r) == 'start']
+    assert starts == [
+        {'action': 'start', 'names': [f'{SNAP}.daemon'], 'enable': True},
+        {'action': 'start', 'names': [f'{SNAP}.worker'], 'enable': False},
+    ]
+    assert refresh.next_unit_allowed_to_refresh
+
+
+def test_a_failed_refresh_restores_the_recorded_state_exactly(fake: FakeSnapd):
+    fake.set_service_state(SNAP, 'worker', enabled=False, active=False)
+    fake.fail_next_refresh(undo=True)
+
+    with pytest.raises(SnapRefreshError):
+        make().refresh_snap(
+            snap_name=SNAP, snap_revision='x2', refresh=RecordingRefresh(fake).as_machines()
+        )
+
+    assert fake.revision(SNAP) == 'x1'
+    assert fake.service_state(SNAP) == {'daemon': (True, True), 'worker': (False, False)}
+
+
+def test_without_a_before_state_every_service_is_enabled_and_started(
+    fake: FakeSnapd, state_dir: pathlib.Path
+):
+    fake.set_service_state(SNAP, 'worker', enabled=False, active=False)
+    fake.set_service_state(SNAP, 'daemon', enabled=False, active=False)
+    assert not (state_dir / 'snap-refresh.json').exists()
+
+    make().start_workload(snap_name=SNAP)
+
+    assert fake.service_state(SNAP) == RUNNING
+    assert [r.body['names'] for r in fake.requests if label(r) == 'start'] == [[SNAP]]
+
+
 def test_preview_says_what_a_refresh_would_do_and_changes_nothing(
     fake: FakeSnapd, hook_tools: HookTools, state_dir: pathlib.Path
 ):
