@@ -23,6 +23,9 @@ Rules (see ``docs/howto/migrations.md`` for the why):
   to finish a half-done run.
 - A failure stops the run: earlier migrations stay applied, the failed one is
   not, and :class:`~charm_upgrade.MigrationError` names it.
+- A migration that declares ``backup`` paths gets them copied before it runs
+  and put back if it fails, or if the process died while it ran: its retry
+  then starts from the data as it was, not half-migrated.
 - Applied ids the code does not know (the data is newer than the code):
   nothing runs, :class:`~charm_upgrade.MigrationError`.
 - A fresh install (:meth:`Migrations.mark_installed`) records every known
@@ -31,6 +34,7 @@ Rules (see ``docs/howto/migrations.md`` for the why):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -38,11 +42,12 @@ import pathlib
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _state
+from . import _backup, _state
 from .errors import MigrationError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    import os
+    from collections.abc import Callable, Iterable, Sequence
 
     from .journal import Journal
 
@@ -69,6 +74,8 @@ REFRESH: MigrationKind = 'refresh'
 
 STATE_NAME = 'migrations.json'
 """File name of the applied-migrations record in the unit's state directory."""
+
+_BACKUPS_NAME = 'migration-backups'
 
 _STATE_VERSION = 1
 _ID = re.compile(r'(?P<number>[0-9]+)(?:-[A-Za-z0-9][A-Za-z0-9._-]*)?')
@@ -113,9 +120,15 @@ class Migration:
             snap is refreshed back to an older revision; None if it cannot be
             undone (a rollback across it is refused). Series migrations are
             never undone: an OS is not downgraded.
+        backup: Absolute paths of the files and directories the migration
+            changes. They are copied (with modes, owners and times) into the
+            unit's state directory before ``up`` or ``down`` runs, put back
+            if it raises or the process dies while it runs, and dropped once
+            it is recorded. Declare only what it changes: the copy is taken
+            on every run, inside the workload's downtime.
 
     Raises:
-        ValueError: the id or the kind is invalid.
+        ValueError: the id or the kind is invalid, or a backup path is relative.
     """
 
     id: str
@@ -123,6 +136,7 @@ class Migration:
     kind: MigrationKind
     up: Callable[[MigrationContext], None]
     down: Callable[[MigrationContext], None] | None = None
+    backup: Sequence[str | os.PathLike[str]] = ()
 
     def __post_init__(self):
         if not isinstance(self.id, str) or not _ID.fullmatch(self.id):  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -134,6 +148,25 @@ class Migration:
             raise ValueError(
                 f'migration {self.id!r} has kind {self.kind!r}: use {SERIES!r} or {REFRESH!r}'
             )
+        if isinstance(self.backup, (str, bytes)) or not all(
+            isinstance(p, (str, pathlib.PurePath)) for p in self.backup
+        ):
+            raise ValueError(
+                f'migration {self.id!r} has backup={self.backup!r}: give a list of paths'
+            )
+        # Frozen: store a tuple, so that the migration stays hashable and unchanged.
+        object.__setattr__(self, 'backup', tuple(str(p) for p in self.backup))
+        relative = [p for p in self.backup_paths if not p.is_absolute()]
+        if relative:
+            raise ValueError(
+                f'migration {self.id!r} backs up relative paths {[str(p) for p in relative]}: '
+                'hooks run in the charm directory; give absolute paths'
+            )
+
+    @property
+    def backup_paths(self) -> tuple[pathlib.Path, ...]:
+        """The ``backup`` paths."""
+        return tuple(pathlib.Path(p) for p in self.backup)
 
     @property
     def number(self) -> int:
@@ -429,6 +462,10 @@ class Migrations:
         revision = self.read_state().get('revision')
         return revision if isinstance(revision, str) else None
 
+    def backup_dir(self, migration: Migration, direction: Literal['up', 'down']) -> pathlib.Path:
+        """Where the backup of ``migration``'s ``backup`` paths is kept while it runs."""
+        return self.path.parent / _BACKUPS_NAME / f'{migration.id}-{direction}'
+
     def _apply(
         self,
         migration: Migration,
@@ -442,13 +479,6 @@ class Migrations:
         interrupted = isinstance(started, dict) and (
             (started.get('id'), started.get('direction')) == (migration.id, direction)  # pyright: ignore[reportUnknownMemberType]
         )
-        # The started mark goes to disk before the migration touches anything:
-        # a crash after it tells the next run that this one may be half done.
-        state['started'] = {'id': migration.id, 'direction': direction, 'at': _utc_now()}
-        _state.write_json(self.path, state)
-        context = MigrationContext(migration.id, migration.kind, direction, old, new, interrupted)
-        func = migration.up if direction == 'up' else migration.down
-        assert func is not None  # check() refused a down-less undo
         stage = f'migration:{migration.id}' + (':down' if direction == 'down' else '')
         details: dict[str, Any] = {
             'description': migration.description,
@@ -456,6 +486,18 @@ class Migrations:
             'new': new,
             'interrupted': interrupted,
         }
+        backup = self.backup_dir(migration, direction) if migration.backup else None
+        if backup is not None:
+            # Before the started mark: a crash while the copy is taken leaves
+            # no mark, and the next run takes it again.
+            interrupted = self._prepare_backup(migration, direction, backup, interrupted, details)
+        # The started mark goes to disk before the migration touches anything:
+        # a crash after it tells the next run that this one may be half done.
+        state['started'] = {'id': migration.id, 'direction': direction, 'at': _utc_now()}
+        _state.write_json(self.path, state)
+        context = MigrationContext(migration.id, migration.kind, direction, old, new, interrupted)
+        func = migration.up if direction == 'up' else migration.down
+        assert func is not None  # check() refused a down-less undo
         if journal is not None:
             journal.write(stage, 'start', details=details)
         began = datetime.datetime.now(datetime.timezone.utc)
@@ -464,7 +506,11 @@ class Migrations:
         except Exception as e:
             took = (datetime.datetime.now(datetime.timezone.utc) - began).total_seconds()
             error = f'{type(e).__name__}: {e}'
-            # The started mark stays: the retry gets interrupted=True.
+            after = self._after_failure(backup, details)
+            if backup is not None and 'restored' in details:
+                # The data is as it was before: the retry is not an interrupted run.
+                state['started'] = None
+            # Otherwise the started mark stays: the retry gets interrupted=True.
             state['failed'] = {
                 'id': migration.id,
                 'kind': migration.kind,
@@ -479,8 +525,8 @@ class Migrations:
                 journal.write(stage, 'failed', duration=took, error=error, details=details)
             raise MigrationError(
                 f'migration {migration.id} ({migration.description}) failed {direction}: '
-                f'{error}. Migrations before it stay applied; fix the cause and the next '
-                'hook runs it again (with interrupted=True)',
+                f'{error}. {after}Migrations before it stay applied; fix the cause and the '
+                'next hook runs it again',
                 migration_id=migration.id,
             ) from e
         took = (datetime.datetime.now(datetime.timezone.utc) - began).total_seconds()
@@ -497,9 +543,71 @@ class Migrations:
         state['started'] = None
         state['failed'] = None
         _state.write_json(self.path, state)
+        if backup is not None:
+            try:
+                _backup.discard(backup)
+            except OSError as e:  # recorded already; the next run replaces it
+                logger.warning(
+                    'Cannot remove the backup %s of migration %s: %s', backup, migration.id, e
+                )
         if journal is not None:
             journal.write(stage, 'ended', duration=took, details=details)
         logger.info('Migration %s %s: done', migration.id, direction)
+
+    def _prepare_backup(
+        self,
+        migration: Migration,
+        direction: str,
+        backup: pathlib.Path,
+        interrupted: bool,
+        details: dict[str, Any],
+    ) -> bool:
+        """Take the backup, or restore the one an interrupted run left; return ``interrupted``."""
+        if interrupted and _backup.exists(backup):
+            # The last run died while it ran: start again from the data as it was.
+            try:
+                details['restored_after_crash'] = _backup.restore(backup)
+            except OSError as e:
+                raise MigrationError(
+                    f'migration {migration.id} ({migration.description}) was interrupted, and '
+                    f'its backup in {backup} could not be put back: {e}. Fix the cause; the '
+                    'next hook tries again',
+                    migration_id=migration.id,
+                ) from e
+            logger.warning(
+                'Migration %s %s was interrupted: restored %s from its backup',
+                migration.id,
+                direction,
+                ', '.join(details['restored_after_crash']),
+            )
+            return False
+        try:
+            details['backup'] = _backup.take(backup, migration.backup_paths).to_dict()
+        except OSError as e:
+            raise MigrationError(
+                f'cannot back up {", ".join(map(str, migration.backup_paths))} before migration '
+                f'{migration.id} ({migration.description}): {e}. Nothing was changed; fix the '
+                'cause (disk space, permissions) and the next hook tries again',
+                migration_id=migration.id,
+            ) from e
+        return interrupted
+
+    def _after_failure(self, backup: pathlib.Path | None, details: dict[str, Any]) -> str:
+        """Put the backup back after a failed run; say what happened, for the error."""
+        if backup is None:
+            return 'The next run gets interrupted=True. '
+        try:
+            details['restored'] = _backup.restore(backup)
+        except OSError as e:
+            logger.exception('Cannot restore the backup %s', backup)
+            details['restore_error'] = f'{type(e).__name__}: {e}'
+            return (
+                f'Putting back its backup failed too ({e}): the next run tries again, '
+                'then runs it with interrupted=True. '
+            )
+        with contextlib.suppress(OSError):
+            _backup.discard(backup)
+        return 'Its backup paths were put back as they were. '
 
 
 def _number(migration_id: str) -> int:

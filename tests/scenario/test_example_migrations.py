@@ -80,6 +80,14 @@ def test_units_older_than_the_migrations_run_up_at_refresh_and_down_at_rollback(
         )
         applied = json.loads(state_file(app, 'migrations.json', 2).read_text())['applied']
         assert applied[DATA]['new'] == '3'
+        journal = state_file(app, 'journal.jsonl', 2).read_text().splitlines()
+        (ended,) = [
+            r
+            for r in map(json.loads, journal)
+            if (r['stage'], r['event']) == (f'migration:{DATA}', 'ended')
+        ]
+        # The declared data was backed up first (absent here: the fake has no files).
+        assert ended['details']['backup']['absent'] == ['/var/snap/upgrade-demo/common/data']
 
         app.refresh('1/1.0.0', '2', workload='1.0', charm_revision=1)  # the rollback
 

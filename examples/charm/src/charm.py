@@ -32,7 +32,8 @@ SNAP = 'upgrade-demo'
 
 # Migrations: each runs once per unit, in id order, with the workload stopped. A
 # fresh install records them as applied without running them. Each must be
-# idempotent, or use ctx.interrupted to finish a run that died half-way.
+# idempotent, or use ctx.interrupted to finish a run that died half-way, or
+# declare backup= paths: copied first, put back if it fails or dies half-way.
 def _series_config(ctx: charm_upgrade.MigrationContext) -> None:
     # A real charm rewrites what the new OS needs: a config path, a renamed package.
     logger.info(
@@ -64,6 +65,7 @@ MIGRATIONS = charm_upgrade.Migrations(
             kind='refresh',
             up=_data_format,
             down=_data_format,
+            backup=[f'/var/snap/{SNAP}/common/data'],
         ),
     ]
 )
