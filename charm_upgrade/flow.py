@@ -102,7 +102,9 @@ class SeriesUpgradeFlow:
             brought back in reverse order.
         flags: Where the flags are read and set.
         migrate: Called as ``migrate(old_base, new_base)`` after the upgrade
-            completes and before the services come back.
+            completes and before the services come back; ``new_base`` is the
+            base the machine runs then. Not called, and no series migration
+            runs, if the machine still runs ``old_base``.
         migrations: The charm's migrations; the pending series ones run after
             ``migrate``, in id order, before the services come back. A
             failure raises :class:`~charm_upgrade.MigrationError` and the
@@ -259,13 +261,28 @@ class SeriesUpgradeFlow:
             record = self.read_record()
             if record is None:
                 record = self._assumed_record()
-            if not record.get('migrated'):
-                old_base = record.get('old_base') or 'unknown'
-                new_base = record.get('target_base') or _bases.current_base() or 'unknown'
-                now_base = _bases.current_base()
-                if now_base and now_base != new_base:
+            old_base = record.get('old_base') or 'unknown'
+            now_base = _bases.current_base()
+            if not record.get('migrated') and now_base is not None and now_base == old_base:
+                # Complete without an OS upgrade (it failed, or was never run):
+                # there is nothing to migrate; the migrations stay pending for
+                # the next series upgrade.
+                logger.warning(
+                    'This machine still runs %s: the OS was not upgraded, so the migrations '
+                    'did not run; they run after the next series upgrade',
+                    now_base,
+                )
+                stage.details['not_migrated'] = f'the machine still runs {now_base}'
+            elif not record.get('migrated'):
+                target_base = record.get('target_base')
+                # The data goes to the base the machine runs, whatever was targeted.
+                new_base = now_base or target_base or 'unknown'
+                if target_base and now_base and now_base != target_base:
                     logger.warning(
-                        'The upgrade targeted %s but this machine now runs %s', new_base, now_base
+                        'The upgrade targeted %s but this machine now runs %s: migrating to %s',
+                        target_base,
+                        now_base,
+                        now_base,
                     )
                 if self.migrate is not None:
                     with self.journal.stage(

@@ -190,7 +190,10 @@ def register_series_upgrade_handlers(
         disabled_flag: The flag this library sets while the services are down.
         migrate: Called as ``migrate(old_base, new_base)`` (``'ubuntu@22.04'``,
             ``'ubuntu@24.04'``) after the upgrade and before the services come
-            back. Make it idempotent: if the hook fails after it, it runs again.
+            back; ``new_base`` is the base the machine runs then, and if it
+            still runs ``old_base`` (nothing was upgraded) neither ``migrate``
+            nor the series migrations run. Make it idempotent: if the hook
+            fails after it, it runs again.
         migrations: The charm's :class:`~charm_upgrade.Migrations`; its
             series migrations run after ``migrate``.
         journal: Where stages are journaled; by default the unit's journal.

@@ -80,7 +80,10 @@ class SeriesUpgrade(ops.Object):
             that order and brought back in reverse.
         migrate: Called as ``migrate(old_base, new_base)`` (``'ubuntu@22.04'``,
             ``'ubuntu@24.04'``) after the upgrade and before the services come
-            back. Make it idempotent: if the hook fails after it, it runs again.
+            back; ``new_base`` is the base the machine runs then, and if it
+            still runs ``old_base`` (nothing was upgraded) neither ``migrate``
+            nor the series migrations run. Make it idempotent: if the hook
+            fails after it, it runs again.
         migrations: The charm's :class:`~charm_upgrade.Migrations`; its series
             migrations run after ``migrate``. The ``install`` event records
             every known migration as applied (a fresh unit has nothing to migrate).

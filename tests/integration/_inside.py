@@ -70,6 +70,12 @@ def groups(spec: list[dict[str, Any]]) -> list[Services]:
 def series(step: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     os.environ['CHARM_UPGRADE_STATE_DIR'] = str(STATE_DIR)
+    # The container stays on bookworm; the library reads the base from this
+    # file, which says the OS went from 12 to 13 between prepare and complete.
+    os_release = STATE_DIR / 'os-release'
+    version = '12' if step == 'prepare' else '13'
+    os_release.write_text(f'ID=debian\nVERSION_ID="{version}"\n')
+    os.environ['CHARM_UPGRADE_OS_RELEASE'] = str(os_release)
     flags = FileFlags(STATE_DIR / 'flags.json')
     migrations = STATE_DIR / 'migrations.jsonl'
 
@@ -85,7 +91,7 @@ def series(step: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
         flags.clear(UPGRADE_SERIES_IN_PROGRESS)
     flow = SeriesUpgradeFlow(groups(spec), flags=flags, migrate=migrate)
     began = time.monotonic()
-    done = flow.run(target_base='debian@12')
+    done = flow.run(target_base='debian@13')
     return {'step': done.value, 'seconds': time.monotonic() - began, 'record': flow.read_record()}
 
 

@@ -197,7 +197,7 @@ def test_series_upgrade_on_real_systemd_with_reboot(
     assert connect(container) == 28  # the socket listens again
     state_dir = f'/var/lib/cu-it-state/{test_series_upgrade_on_real_systemd_with_reboot.__name__}'
     migrations = container.exec(['cat', f'{state_dir}/migrations.jsonl']).stdout
-    assert [json.loads(line) for line in migrations.splitlines()] == [['debian@12', 'debian@12']]
+    assert [json.loads(line) for line in migrations.splitlines()] == [['debian@12', 'debian@13']]
 
 
 @pytest.fixture

@@ -107,13 +107,17 @@ def test_a_failed_migration_blocks_names_it_and_is_retried_on_the_next_hook(
 
 
 def test_migrations_unknown_to_the_code_keep_the_services_down(
-    ctx: testing.Context[Any], fake_systemd: FakeSystemd, state_dir: pathlib.Path
+    ctx: testing.Context[Any],
+    fake_systemd: FakeSystemd,
+    state_dir: pathlib.Path,
+    os_release: pathlib.Path,
 ):
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / 'migrations.json').write_text(
         json.dumps({'v': 1, 'applied': {'20270101-future': {'kind': 'series'}}})
     )
     state = prepare(ctx, ctx.run(ctx.on.start(), testing.State()))
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
 
     state = complete(ctx, state)
 

@@ -121,14 +121,15 @@ def test_a_failed_prepare_hook_is_retried_and_converges(
 
 
 def test_a_failed_complete_hook_is_retried_and_converges(
-    ctx: testing.Context[DemoCharm], fake_systemd: FakeSystemd
+    ctx: testing.Context[DemoCharm], fake_systemd: FakeSystemd, os_release: pathlib.Path
 ):
     state = prepare(ctx, ctx.run(ctx.on.start(), testing.State()))
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     fake_systemd.fail_next('start', 'Job for web.service failed.')
     with pytest.raises(testing.errors.UncaughtCharmError):
         complete(ctx, state)
     state = complete(ctx, state)
-    assert MIGRATIONS == [('ubuntu@22.04', 'ubuntu@22.04')]  # once: it had succeeded
+    assert MIGRATIONS == [('ubuntu@22.04', 'ubuntu@24.04')]  # once: it had succeeded
     assert state.unit_status == testing.ActiveStatus()
     assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
 

@@ -180,7 +180,7 @@ def test_retried_prepare_reuses_the_first_before_state(
 
 
 def test_a_failed_migration_is_retried_and_a_done_one_is_not(
-    units: SystemdServices, fake_systemd: FakeSystemd
+    units: SystemdServices, fake_systemd: FakeSystemd, os_release: pathlib.Path
 ):
     calls: list[str] = []
 
@@ -192,6 +192,7 @@ def test_a_failed_migration_is_retried_and_a_done_one_is_not(
     flags = DictFlags(APPLICATION_STARTED)
     flow = SeriesUpgradeFlow(units, flags=flags, migrate=migrate)
     prepare(flow)
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     with pytest.raises(RuntimeError, match='disk full'):
         complete(flow)
     assert flags.is_set(APPLICATION_DISABLED)
@@ -273,12 +274,15 @@ def test_a_second_upgrade_records_a_fresh_before_state(
     assert cron['is_enabled'] == 'enabled'
 
 
-def test_stages_are_journaled(units: SystemdServices, state_dir: pathlib.Path):
+def test_stages_are_journaled(
+    units: SystemdServices, state_dir: pathlib.Path, os_release: pathlib.Path
+):
     journal = Journal()
     flow = SeriesUpgradeFlow(
         units, flags=DictFlags(APPLICATION_STARTED), journal=journal, migrate=lambda o, n: None
     )
     prepare(flow)
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     complete(flow)
     events = [(r['stage'], r['event']) for r in journal.read()]
     assert events == [
@@ -417,6 +421,7 @@ def test_a_failed_series_migration_keeps_the_services_down_until_a_retry_succeed
         migrations=Migrations([Migration('1', 'fix', kind=SERIES, up=up)]),
     )
     prepare(flow)
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
 
     with pytest.raises(MigrationError, match=r'migration 1 \(fix\) failed'):
         complete(flow)
@@ -426,3 +431,52 @@ def test_a_failed_series_migration_keeps_the_services_down_until_a_retry_succeed
     broken[0] = False
     assert flow.run() is Step.BROUGHT_BACK
     assert log[2:] == ['migrated interrupted=True', 'up app']
+
+
+def test_complete_without_an_os_upgrade_migrates_nothing_and_brings_back(
+    units: SystemdServices,
+    fake_systemd: FakeSystemd,
+    os_release: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
+):
+    # The operator ran complete, but do-release-upgrade failed or never ran.
+    ran: list[str] = []
+    migrations = Migrations(
+        [Migration('1', 'fix', kind=SERIES, up=lambda ctx: ran.append(ctx.migration_id))]
+    )
+    journal = Journal()
+    flow = SeriesUpgradeFlow(
+        units,
+        flags=DictFlags(APPLICATION_STARTED),
+        migrate=lambda o, n: ran.append(f'migrate {o} {n}'),
+        migrations=migrations,
+        journal=journal,
+    )
+    prepare(flow)
+
+    with caplog.at_level(logging.WARNING):
+        assert complete(flow) is Step.BROUGHT_BACK
+
+    assert ran == []
+    assert 'the OS was not upgraded' in caplog.text
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert [m.id for m in migrations.pending(SERIES)] == ['1']  # for the real upgrade
+    (ended,) = [
+        r for r in journal.read() if (r['stage'], r['event']) == ('series-complete', 'ended')
+    ]
+    assert ended['details']['not_migrated'] == 'the machine still runs ubuntu@22.04'
+
+
+def test_migrations_go_to_the_base_the_machine_runs_not_the_one_targeted(
+    units: SystemdServices, os_release: pathlib.Path, caplog: pytest.LogCaptureFixture
+):
+    seen: list[tuple[str, str]] = []
+    flow = SeriesUpgradeFlow(
+        units, flags=DictFlags(APPLICATION_STARTED), migrate=lambda o, n: seen.append((o, n))
+    )
+    prepare(flow, target='ubuntu@24.04')
+    os_release.write_text('ID=ubuntu\nVERSION_ID="23.10"\n')  # an interim release
+    with caplog.at_level(logging.WARNING):
+        complete(flow)
+    assert seen == [('ubuntu@22.04', 'ubuntu@23.10')]
+    assert 'targeted ubuntu@24.04 but this machine now runs ubuntu@23.10' in caplog.text
