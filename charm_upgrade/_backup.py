@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import pathlib
 import shutil
 import stat
 import time
 from typing import TYPE_CHECKING, Any
+
+from . import _state
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -86,11 +87,11 @@ def take(backup: pathlib.Path, paths: Sequence[pathlib.Path]) -> BackupInfo:
         # fsync once everything is written: the first call commits most of
         # it, where a call after each file would wait for each in turn.
         for copied in written:
-            _fsync(copied)
-        _write_synced(partial / _MANIFEST, json.dumps({'v': 1, 'entries': entries}).encode())
-        _fsync(partial)
+            _state.fsync(copied)
+        # Written last: its presence is what makes the backup complete.
+        _state.write_json(partial / _MANIFEST, {'v': 1, 'entries': entries})
         os.replace(partial, backup)
-        _fsync(backup.parent)
+        _state.fsync(backup.parent)
     except BaseException:
         _remove(partial)
         raise
@@ -113,7 +114,7 @@ def restore(backup: pathlib.Path) -> list[str]:
     Raises:
         OSError: a path could not be put back; run it again once the cause is fixed.
     """
-    manifest = json.loads((backup / _MANIFEST).read_text())
+    manifest = _state.read_json(backup / _MANIFEST)
     restored: list[str] = []
     for index, entry in enumerate(manifest['entries']):
         path = pathlib.Path(entry['path'])
@@ -124,7 +125,7 @@ def restore(backup: pathlib.Path) -> list[str]:
             written: list[pathlib.Path] = []
             _copy(backup / str(index), staging, written)
             for copied in written:
-                _fsync(copied)
+                _state.fsync(copied)
             if path.is_dir() and not path.is_symlink():
                 # A directory cannot be renamed over a non-empty one.
                 shutil.rmtree(path)
@@ -132,7 +133,7 @@ def restore(backup: pathlib.Path) -> list[str]:
         else:
             _remove(path)
         if path.parent.is_dir():
-            _fsync(path.parent)
+            _state.fsync(path.parent)
         restored.append(str(path))
     return restored
 
@@ -176,21 +177,6 @@ def _copy_metadata(info: os.stat_result, target: pathlib.Path) -> None:
     if not stat.S_ISLNK(info.st_mode):
         os.chmod(target, stat.S_IMODE(info.st_mode))
         os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-
-
-def _write_synced(path: pathlib.Path, data: bytes) -> None:
-    with open(path, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove(path: pathlib.Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import CharmUpgradeError
 
-__all__ = ['StateFileError', 'read_json', 'remove', 'state_dir', 'write_json']
+__all__ = ['StateFileError', 'fsync', 'read_json', 'remove', 'state_dir', 'write_json']
 
 STATE_DIR_ENV = 'CHARM_UPGRADE_STATE_DIR'
 _STATE_DIR_NAME = '.charm_upgrade'
@@ -77,7 +77,7 @@ def write_json(path: pathlib.Path, document: object) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_dir(path.parent)
+    fsync(path.parent)
 
 
 def remove(path: pathlib.Path) -> None:
@@ -86,12 +86,12 @@ def remove(path: pathlib.Path) -> None:
         path.unlink()
     except FileNotFoundError:
         return
-    _fsync_dir(path.parent)
+    fsync(path.parent)
 
 
-def _fsync_dir(path: pathlib.Path) -> None:
-    # The rename is only durable once the directory entry is on disk.
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def fsync(path: pathlib.Path) -> None:
+    """Flush a file, or a directory's entries (a rename is durable only then), to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -50,6 +50,9 @@ RECORD_NAME = 'series-upgrade.json'
 
 _RECORD_VERSION = 1
 
+# How the blocked status of a series upgrade held by a migration ends, in both adapters.
+MIGRATION_HOLD_SUFFIX = '; services stay down'
+
 MigrateCallback = Callable[[str, str], None]
 """A charm's migration: called as ``migrate(old_base, new_base)`` before the services return."""
 
@@ -261,38 +264,8 @@ class SeriesUpgradeFlow:
             record = self.read_record()
             if record is None:
                 record = self._assumed_record()
-            old_base = record.get('old_base') or 'unknown'
-            now_base = _bases.current_base()
-            if not record.get('migrated') and now_base is not None and now_base == old_base:
-                # Complete without an OS upgrade (it failed, or was never run):
-                # there is nothing to migrate; the migrations stay pending for
-                # the next series upgrade.
-                logger.warning(
-                    'This machine still runs %s: the OS was not upgraded, so the migrations '
-                    'did not run; they run after the next series upgrade',
-                    now_base,
-                )
-                stage.details['not_migrated'] = f'the machine still runs {now_base}'
-            elif not record.get('migrated'):
-                target_base = record.get('target_base')
-                # The data goes to the base the machine runs, whatever was targeted.
-                new_base = now_base or target_base or 'unknown'
-                if target_base and now_base and now_base != target_base:
-                    logger.warning(
-                        'The upgrade targeted %s but this machine now runs %s: migrating to %s',
-                        target_base,
-                        now_base,
-                        now_base,
-                    )
-                if self.migrate is not None:
-                    with self.journal.stage(
-                        'series-migrate', old_base=old_base, new_base=new_base
-                    ):
-                        self.migrate(old_base, new_base)
-                if self.migrations is not None:
-                    self._run_migrations(record.get('old_base'), new_base)
-                record['migrated'] = True
-                _state.write_json(self.record_path, record)
+            if not record.get('migrated'):
+                self._migrate(record, stage.details)
             for group in reversed(self.services):
                 before = self._before_of(record, group)
                 with self.journal.stage('services-up', services=group.names):
@@ -302,6 +275,39 @@ class SeriesUpgradeFlow:
             record['completed_at'] = _utc_now()
             _state.write_json(self.record_path, record)
             stage.details['restored'] = record['services']
+
+    def _migrate(self, record: dict[str, Any], details: dict[str, Any]) -> None:
+        """Run ``migrate`` and the series migrations to the base the machine runs; record it."""
+        old_base = record.get('old_base') or 'unknown'
+        now_base = _bases.current_base()
+        if now_base is not None and now_base == old_base:
+            # Complete without an OS upgrade (it failed, or was never run):
+            # there is nothing to migrate; the migrations stay pending for
+            # the next series upgrade.
+            logger.warning(
+                'This machine still runs %s: the OS was not upgraded, so the migrations '
+                'did not run; they run after the next series upgrade',
+                now_base,
+            )
+            details['not_migrated'] = f'the machine still runs {now_base}'
+            return
+        target_base = record.get('target_base')
+        # The data goes to the base the machine runs, whatever was targeted.
+        new_base = now_base or target_base or 'unknown'
+        if target_base and now_base and now_base != target_base:
+            logger.warning(
+                'The upgrade targeted %s but this machine now runs %s: migrating to %s',
+                target_base,
+                now_base,
+                now_base,
+            )
+        if self.migrate is not None:
+            with self.journal.stage('series-migrate', old_base=old_base, new_base=new_base):
+                self.migrate(old_base, new_base)
+        if self.migrations is not None:
+            self._run_migrations(record.get('old_base'), new_base)
+        record['migrated'] = True
+        _state.write_json(self.record_path, record)
 
     def _run_migrations(self, old_base: str | None, new_base: str) -> None:
         assert self.migrations is not None
@@ -418,3 +424,9 @@ def _up_action(enabled: str, running: bool) -> str:
         steps.append('enable')
     steps.append('start' if running else 'stays stopped')
     return ', '.join(steps)
+
+
+def migration_hold_message(migrations: Migrations | None) -> str | None:
+    """Return the blocked status message while migrations hold the services down, else None."""
+    blocked = None if migrations is None else migrations.blocked_message()
+    return None if blocked is None else blocked + MIGRATION_HOLD_SUFFIX

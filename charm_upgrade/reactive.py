@@ -35,7 +35,13 @@ from charmhelpers.core import hookenv
 from . import _bases
 from .errors import CharmUpgradeError, MigrationError
 from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
-from .flow import SeriesUpgradeFlow, Step, as_service_groups
+from .flow import (
+    MIGRATION_HOLD_SUFFIX,
+    SeriesUpgradeFlow,
+    Step,
+    as_service_groups,
+    migration_hold_message,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Sequence
@@ -62,9 +68,6 @@ RECORD_INSTALL_HANDLER_ID = 'charm_upgrade.reactive:record_fresh_install'
 
 # How the blocked status set at prepare begins; complete clears only a status that does.
 _STATUS_PREFIX = 'Services stopped and disabled for the OS upgrade'
-
-# How the blocked status of a held series migration ends (as in the ops adapter).
-_MIGRATION_SUFFIX = '; services stay down'
 
 
 class _Handler(Protocol):
@@ -264,7 +267,8 @@ def register_series_upgrade_handlers(
         if step is Step.BROUGHT_BACK:
             workload_state, message = _hookenv.status_get()
             if workload_state == 'blocked' and (
-                str(message).startswith(_STATUS_PREFIX) or str(message).endswith(_MIGRATION_SUFFIX)
+                str(message).startswith(_STATUS_PREFIX)
+                or str(message).endswith(MIGRATION_HOLD_SUFFIX)
             ):
                 _hookenv.status_set('active', '')
             _hookenv.log(f'charm-upgrade: brought back {_names(flow)} after the series upgrade')
@@ -316,11 +320,11 @@ def _status_message() -> str:
 
 def _migration_status(flow: SeriesUpgradeFlow, error: MigrationError) -> str:
     """Return the blocked status message of a series upgrade held by a migration."""
-    migrations = flow.migrations
-    blocked = None if migrations is None else migrations.blocked_message()
-    if blocked is None:
-        blocked = f'Migration {error.migration_id or "?"} failed; see upgrade-journal'
-    return blocked + _MIGRATION_SUFFIX
+    return (
+        migration_hold_message(flow.migrations)
+        or f'Migration {error.migration_id or "?"} failed; see upgrade-journal'
+        + MIGRATION_HOLD_SUFFIX
+    )
 
 
 def _keep_blocked_status(flow: SeriesUpgradeFlow, message: str) -> None:

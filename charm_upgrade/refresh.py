@@ -767,7 +767,7 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
     def _inactive_services(self) -> list[str]:
         snap = charm_refresh.snap_name()
         services = self.snapd.services(snap)
-        enable, start_only = self._split_by_before_state(snap, services)
+        enable, start_only = _split_by_before_state(services, self._recorded_services(snap))
         expected = {*enable, *start_only}
         return [s.full_name for s in services if s.full_name in expected and not s.active]
 
@@ -776,22 +776,7 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         if recorded is None or all(s.get('enabled') for s in recorded.values()):
             # The usual case: the whole snap, with no request in the downtime.
             return [snap_name], []
-        return self._split_by_before_state(snap_name, self.snapd.services(snap_name))
-
-    def _split_by_before_state(
-        self, snap_name: str, services: list[ServiceInfo]
-    ) -> tuple[list[str], list[str]]:
-        """Split the services into those to enable and start, and those only to start."""
-        recorded = self._recorded_services(snap_name) or {}
-        enable: list[str] = []
-        start_only: list[str] = []
-        for service in services:
-            before = recorded.get(service.full_name)
-            if before is None or before.get('enabled'):
-                enable.append(service.full_name)
-            elif before.get('active'):
-                start_only.append(service.full_name)
-        return enable, start_only
+        return _split_by_before_state(self.snapd.services(snap_name), recorded)
 
     def _recorded_services(self, snap_name: str) -> dict[str, dict[str, Any]] | None:
         """The before-state's ``snap.app`` -> ``enabled``, ``active``, if it is of this snap."""
@@ -826,6 +811,21 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
             return
         if current is not None and str(current).startswith(STATUS_PREFIX):
             _set_unit_status(charm_.ActiveStatus(''))
+
+
+def _split_by_before_state(
+    services: list[ServiceInfo], recorded: dict[str, dict[str, Any]] | None
+) -> tuple[list[str], list[str]]:
+    """Split the services into those to enable and start, and those only to start."""
+    enable: list[str] = []
+    start_only: list[str] = []
+    for service in services:
+        before = (recorded or {}).get(service.full_name)
+        if before is None or before.get('enabled'):
+            enable.append(service.full_name)
+        elif before.get('active'):
+            start_only.append(service.full_name)
+    return enable, start_only
 
 
 def _wait_ready(snapd: Snapd, change_id: str) -> Change:

@@ -13,7 +13,7 @@ import ops
 from . import _bases
 from .errors import MigrationError
 from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
-from .flow import SeriesUpgradeFlow, Step
+from .flow import MIGRATION_HOLD_SUFFIX, SeriesUpgradeFlow, Step, migration_hold_message
 
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableSequence, Sequence
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 __all__ = ['SeriesUpgrade']
 
 logger = logging.getLogger(__name__)
-
-_MIGRATION_SUFFIX = '; services stay down'
 
 
 class _StoredFlags:
@@ -219,16 +217,14 @@ class SeriesUpgrade(ops.Object):
             status = self._charm.unit.status
             if status.name == 'blocked' and (
                 status.message == self._status_message()
-                or status.message.endswith(_MIGRATION_SUFFIX)
+                or status.message.endswith(MIGRATION_HOLD_SUFFIX)
             ):
                 self._charm.unit.status = ops.ActiveStatus()
 
     def _migration_message(self) -> str | None:
-        migrations = self._flow.migrations
-        if migrations is None or self.in_progress:
+        if self.in_progress:
             return None
-        blocked = migrations.blocked_message()
-        return None if blocked is None else blocked + _MIGRATION_SUFFIX
+        return migration_hold_message(self._flow.migrations)
 
     def _status_message(self) -> str:
         machine = os.environ.get('JUJU_MACHINE_ID', '<machine>')
