@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from _stats import median_ms, p90_ms, table
 
-from charm_upgrade.journal import Journal
-from charm_upgrade.refresh import JOURNAL_STAGE, CharmSpecificMachines
+from charm_upgrade._journal import Journal
+from charm_upgrade._refresh import JOURNAL_STAGE, CharmSpecificMachines
 from charm_upgrade.testing import FakeSnapd
 
 if TYPE_CHECKING:

@@ -15,12 +15,12 @@ Snap refreshes driven by charm-refresh:
 
 - :class:`CharmSpecificMachines`: implements ``refresh_snap`` by charm-refresh's contract.
 
-Migrations (:mod:`charm_upgrade.migrations`): :class:`Migrations`, a
+Migrations (:mod:`charm_upgrade._migrations`): :class:`Migrations`, a
 registry of :class:`Migration` objects with ``up`` and ``down``, run after a
 series upgrade or a snap refresh, each called with a :class:`MigrationContext`.
 
 Shared pieces: :class:`Journal` (and its :class:`TimelineEntry`), the exceptions under
-:class:`CharmUpgradeError`, the modules :mod:`charm_upgrade.flags` and
+:class:`CharmUpgradeError`, the modules :mod:`charm_upgrade._flags` and
 :mod:`charm_upgrade.snapd`, and the test kit :mod:`charm_upgrade.testing`.
 
 Importing the package is cheap: ops, snap-http and charm-refresh are imported
@@ -43,13 +43,13 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .flow import SeriesUpgradeFlow, Step
-    from .journal import Journal, TimelineEntry
-    from .migrations import Migration, MigrationContext, Migrations
-    from .preview import Preview, ServicePreview
-    from .refresh import CharmSpecificMachines
-    from .series import SeriesUpgrade
-    from .services import Services, SnapServices, SystemdServices
+    from ._journal import Journal, TimelineEntry
+    from ._migrations import Migration, MigrationContext, Migrations
+    from ._preview import Preview, ServicePreview
+    from ._refresh import CharmSpecificMachines
+    from ._series import SeriesUpgrade
+    from ._series_flow import SeriesUpgradeFlow, Step
+    from ._services import Services, SnapServices, SystemdServices
 
 __all__ = [
     'CharmSpecificMachines',
@@ -77,20 +77,20 @@ __all__ = [
 
 # Public name -> the private module that defines it, imported on first use.
 _LAZY = {
-    'CharmSpecificMachines': 'refresh',
-    'Journal': 'journal',
-    'Migration': 'migrations',
-    'MigrationContext': 'migrations',
-    'Migrations': 'migrations',
-    'Preview': 'preview',
-    'ServicePreview': 'preview',
-    'SeriesUpgrade': 'series',
-    'SeriesUpgradeFlow': 'flow',
-    'Services': 'services',
-    'SnapServices': 'services',
-    'Step': 'flow',
-    'SystemdServices': 'services',
-    'TimelineEntry': 'journal',
+    'CharmSpecificMachines': '_refresh',
+    'Journal': '_journal',
+    'Migration': '_migrations',
+    'MigrationContext': '_migrations',
+    'Migrations': '_migrations',
+    'Preview': '_preview',
+    'ServicePreview': '_preview',
+    'SeriesUpgrade': '_series',
+    'SeriesUpgradeFlow': '_series_flow',
+    'Services': '_services',
+    'SnapServices': '_services',
+    'Step': '_series_flow',
+    'SystemdServices': '_services',
+    'TimelineEntry': '_journal',
 }
 
 

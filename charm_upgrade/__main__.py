@@ -14,7 +14,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from .journal import Journal, format_timeline
+from ._journal import Journal, format_timeline
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

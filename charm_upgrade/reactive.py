@@ -33,22 +33,22 @@ import charms.reactive
 from charmhelpers.core import hookenv
 
 from . import _bases
-from .errors import CharmUpgradeError, MigrationError
-from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
-from .flow import (
+from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
+from ._series_flow import (
     MIGRATION_HOLD_SUFFIX,
     SeriesUpgradeFlow,
     Step,
     as_service_groups,
     migration_hold_message,
 )
+from .errors import CharmUpgradeError, MigrationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Sequence
 
-    from .journal import Journal
-    from .migrations import Migrations
-    from .services import Services
+    from ._journal import Journal
+    from ._migrations import Migrations
+    from ._services import Services
 
 __all__ = [
     'BRING_BACK_HANDLER_ID',

@@ -25,9 +25,9 @@ import time
 from typing import Any
 
 from charm_upgrade import SnapServices, SystemdServices
-from charm_upgrade.flags import APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
-from charm_upgrade.flow import SeriesUpgradeFlow
-from charm_upgrade.services import Services
+from charm_upgrade._flags import APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
+from charm_upgrade._series_flow import SeriesUpgradeFlow
+from charm_upgrade._services import Services
 
 STATE_DIR = pathlib.Path(os.environ.get('CHARM_UPGRADE_STATE_DIR', '/var/lib/cu-it-state'))
 

@@ -45,7 +45,7 @@ def test_import_charm_upgrade_does_not_import_charms_reactive():
         'import sys\n'
         'import charm_upgrade\n'
         'from charm_upgrade import SeriesUpgrade, SystemdServices, SnapServices, Journal\n'
-        'from charm_upgrade import SeriesUpgradeFlow, flags\n'
+        'from charm_upgrade import SeriesUpgradeFlow, _flags\n'
         "heavy = [m for m in ('charms.reactive', 'charmhelpers') if m in sys.modules]\n"
         'print(heavy)\n'
     )

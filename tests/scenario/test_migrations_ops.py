@@ -15,7 +15,7 @@ from ops import testing
 from test_series_ops import complete, prepare  # pyright: ignore[reportMissingImports]
 
 import charm_upgrade
-from charm_upgrade.migrations import SERIES
+from charm_upgrade._migrations import SERIES
 
 if TYPE_CHECKING:
     import pathlib

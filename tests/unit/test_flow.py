@@ -21,12 +21,12 @@ from charm_upgrade import (
     SystemdError,
     SystemdServices,
 )
-from charm_upgrade.flags import (
+from charm_upgrade._flags import (
     APPLICATION_DISABLED,
     APPLICATION_STARTED,
     UPGRADE_SERIES_IN_PROGRESS,
 )
-from charm_upgrade.migrations import REFRESH, SERIES
+from charm_upgrade._migrations import REFRESH, SERIES
 
 if TYPE_CHECKING:
     import pathlib
@@ -362,7 +362,7 @@ def test_groups_dropped_from_the_list_between_prepare_and_complete_come_back(
     assert fake_systemd.unit('old.service') == {'enabled': 'enabled', 'active': 'active'}
 
 
-# Migrations (charm_upgrade.migrations) in the flow ----------------------------
+# Migrations (charm_upgrade._migrations) in the flow ----------------------------
 
 
 def test_series_migrations_run_after_migrate_and_before_services_return(

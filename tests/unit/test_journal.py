@@ -156,7 +156,7 @@ def test_the_timeline_reads_old_records_and_ignores_what_it_does_not_know(tmp_pa
 
 
 def test_format_timeline_is_a_table(tmp_path: pathlib.Path):
-    from charm_upgrade.journal import format_timeline
+    from charm_upgrade._journal import format_timeline
 
     journal = Journal(tmp_path / 'j.jsonl')
     with journal.stage('services-down'):

@@ -13,7 +13,7 @@ import pytest
 from test_migrations import run_charm
 
 from charm_upgrade import Journal, Migration, MigrationContext, MigrationError, Migrations, _backup
-from charm_upgrade.migrations import REFRESH, SERIES
+from charm_upgrade._migrations import REFRESH, SERIES
 
 if TYPE_CHECKING:
     import pathlib

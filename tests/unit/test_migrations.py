@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from charm_upgrade import Journal, Migration, MigrationContext, MigrationError, Migrations
-from charm_upgrade.migrations import REFRESH, SERIES
+from charm_upgrade._migrations import REFRESH, SERIES
 
 if TYPE_CHECKING:
     import pathlib

@@ -30,8 +30,8 @@ from charm_upgrade import (
     SnapdError,
     SnapRefreshError,
 )
-from charm_upgrade.migrations import REFRESH, SERIES
-from charm_upgrade.refresh import JOURNAL_STAGE, STATUS_PREFIX, CharmSpecificMachines
+from charm_upgrade._migrations import REFRESH, SERIES
+from charm_upgrade._refresh import JOURNAL_STAGE, STATUS_PREFIX, CharmSpecificMachines
 from charm_upgrade.snapd import ServiceInfo, Snapd
 from charm_upgrade.testing import FakeSnapd, RecordedRequest
 

@@ -16,7 +16,7 @@ from charm_upgrade import (
     Step,
     SystemdServices,
 )
-from charm_upgrade.flags import APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
+from charm_upgrade._flags import APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from charm_upgrade.snapd import Snapd
 from charm_upgrade.testing import FakeSnapd
 from charm_upgrade.testing._fake_systemd import FakeSystemd

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from charm_upgrade import ServiceError, SystemdError, SystemdServices, systemd
+from charm_upgrade import ServiceError, SystemdError, SystemdServices
+from charm_upgrade import _systemd as systemd
 
 if TYPE_CHECKING:
     from charm_upgrade.testing._fake_systemd import FakeSystemd

@@ -22,7 +22,7 @@ import charm_refresh
 import ops
 
 import charm_upgrade
-from charm_upgrade.journal import format_timeline
+from charm_upgrade._journal import format_timeline
 from charm_upgrade.snapd import Snapd
 
 logger = logging.getLogger(__name__)

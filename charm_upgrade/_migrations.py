@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterable, Sequence
 
-    from .journal import Journal
+    from ._journal import Journal
 
 __all__ = [
     'REFRESH',

@@ -52,10 +52,10 @@ import charm_
 import charm_refresh
 
 from . import _bases, _state
+from ._journal import Journal
+from ._migrations import REFRESH, Migrations
+from ._preview import Preview, ServicePreview
 from .errors import MigrationError, SnapdError, SnapRefreshError
-from .journal import Journal
-from .migrations import REFRESH, Migrations
-from .preview import Preview, ServicePreview
 from .snapd import Snapd, validate_revision
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import abc
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import systemd
+from . import _systemd
 from .errors import ServiceError, SnapdError
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class SystemdServices(Services):
 
     Taking them down costs at most four ``systemctl`` calls and bringing them
     back three, whatever the number of units. Units are held down with a
-    drop-in (see :mod:`charm_upgrade.systemd`), which works for unit files in
+    drop-in (see :mod:`charm_upgrade._systemd`), which works for unit files in
     ``/etc/systemd/system`` where ``systemctl mask`` is refused.
 
     Args:
@@ -90,7 +90,7 @@ class SystemdServices(Services):
     def __init__(self, names: Iterable[str]):
         if isinstance(names, str):
             names = [names]
-        units = [systemd.normalise_unit_name(name) for name in names]
+        units = [_systemd.normalise_unit_name(name) for name in names]
         if not units:
             raise ServiceError('SystemdServices needs at least one unit name')
         duplicates = sorted({u for u in units if units.count(u) > 1})
@@ -118,7 +118,7 @@ class SystemdServices(Services):
             ServiceError: systemd knows no unit of one of the names.
             SystemdError: ``systemctl`` failed or is missing.
         """
-        states = systemd.show(self._units)
+        states = _systemd.show(self._units)
         unknown = [name for name, state in states.items() if not state.exists]
         if unknown:
             raise ServiceError(
@@ -145,11 +145,11 @@ class SystemdServices(Services):
         """
         units = _units_of(before, self._units)
         ids = [units[name]['id'] for name in self._units]
-        systemd.hold(ids)
+        _systemd.hold(ids)
         enabled = [units[name]['id'] for name in self._units if _was_enabled(units[name])]
         if enabled:
-            systemd.systemctl('disable', '--', *enabled)
-        systemd.systemctl('stop', '--', *ids)
+            _systemd.systemctl('disable', '--', *enabled)
+        _systemd.systemctl('stop', '--', *ids)
 
     def bring_back(self, before: Mapping[str, Any]) -> None:
         """Release the holds, restore each unit's enablement, start what was running.
@@ -158,18 +158,18 @@ class SystemdServices(Services):
         upgrade enabled it meanwhile.
         """
         units = _units_of(before, self._units)
-        systemd.release([units[name]['id'] for name in self._units])
+        _systemd.release([units[name]['id'] for name in self._units])
         enabled = [units[name]['id'] for name in self._units if _was_enabled(units[name])]
         if enabled:
-            systemd.systemctl('enable', '--', *enabled)
+            _systemd.systemctl('enable', '--', *enabled)
         disabled = [
             units[name]['id'] for name in self._units if units[name]['is_enabled'] == 'disabled'
         ]
         if disabled:
-            systemd.systemctl('disable', '--', *disabled)
+            _systemd.systemctl('disable', '--', *disabled)
         running = [units[name]['id'] for name in self._units if units[name]['running']]
         if running:
-            systemd.systemctl('start', '--', *running)
+            _systemd.systemctl('start', '--', *running)
 
 
 class SnapServices(Services):
@@ -296,14 +296,14 @@ class SnapServices(Services):
         self.client.run(
             lambda: self.client.stop(names, disable=True), what=f'stop of {", ".join(names)}'
         )
-        systemd.hold(_snap_unit(name) for name in names)
+        _systemd.hold(_snap_unit(name) for name in names)
 
     def bring_back(self, before: Mapping[str, Any]) -> None:
         """Release the holds and restore each service's enabled and active state."""
         services = _snap_services_of(before)
         if not services:
             return
-        systemd.release(_snap_unit(name) for name in services)
+        _systemd.release(_snap_unit(name) for name in services)
         enabled = [n for n, s in services.items() if s['enabled']]
         running_only = [n for n, s in services.items() if s['active'] and not s['enabled']]
         # snapd has no "enable without starting": start, then stop what was not running.

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING, Any
 import ops
 
 from . import _bases
+from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
+from ._series_flow import MIGRATION_HOLD_SUFFIX, SeriesUpgradeFlow, Step, migration_hold_message
 from .errors import MigrationError
-from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
-from .flow import MIGRATION_HOLD_SUFFIX, SeriesUpgradeFlow, Step, migration_hold_message
 
 if TYPE_CHECKING:
     from collections.abc import Callable, MutableSequence, Sequence
 
-    from .journal import Journal
-    from .migrations import Migrations
-    from .preview import Preview
-    from .services import Services
+    from ._journal import Journal
+    from ._migrations import Migrations
+    from ._preview import Preview
+    from ._services import Services
 
 __all__ = ['SeriesUpgrade']
 

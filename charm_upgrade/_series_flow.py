@@ -8,7 +8,7 @@ every call it looks at three flags and does what they call for, or nothing.
 - *started*, *in progress* and not *disabled*: record the before-state, take
   the services down, set *disabled*;
 - *disabled* and no longer *in progress*: run the charm's ``migrate``
-  callback, then its pending series migrations (:mod:`charm_upgrade.migrations`),
+  callback, then its pending series migrations (:mod:`charm_upgrade._migrations`),
   bring the services back, clear *disabled*.
 
 Every step can be re-run after a failure at any point and converges. The
@@ -27,19 +27,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _bases, _state
+from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
+from ._journal import Journal
+from ._migrations import SERIES
+from ._preview import Preview, ServicePreview
+from ._services import Services, group_from_record
 from .errors import ServiceError
-from .flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
-from .journal import Journal
-from .migrations import SERIES
-from .preview import Preview, ServicePreview
-from .services import Services, group_from_record
 
 if TYPE_CHECKING:
     import pathlib
     from collections.abc import Sequence
 
-    from .flags import FlagStore
-    from .migrations import Migrations
+    from ._flags import FlagStore
+    from ._migrations import Migrations
 
 __all__ = ['RECORD_NAME', 'MigrateCallback', 'SeriesUpgradeFlow', 'Step', 'as_service_groups']
 
