@@ -34,10 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .errors import (
+    ChangeConflict,
+    ChangeFailed,
     CharmUpgradeError,
     MigrationError,
     ServiceError,
+    SnapdAPIError,
+    SnapdBadResponse,
     SnapdError,
+    SnapdTimeout,
+    SnapdUnreachable,
+    SnapNotInstalled,
     SnapRefreshError,
     SystemdError,
 )
@@ -52,6 +59,8 @@ if TYPE_CHECKING:
     from ._services import Services, SnapServices, SystemdServices
 
 __all__ = [
+    'ChangeConflict',
+    'ChangeFailed',
     'CharmSpecificMachines',
     'CharmUpgradeError',
     'Journal',
@@ -65,9 +74,14 @@ __all__ = [
     'ServiceError',
     'ServicePreview',
     'Services',
+    'SnapNotInstalled',
     'SnapRefreshError',
     'SnapServices',
+    'SnapdAPIError',
+    'SnapdBadResponse',
     'SnapdError',
+    'SnapdTimeout',
+    'SnapdUnreachable',
     'Step',
     'SystemdError',
     'SystemdServices',

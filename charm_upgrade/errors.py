@@ -5,17 +5,39 @@
 Every exception derives from :class:`CharmUpgradeError`, so a charm can catch
 everything this library raises with one ``except`` clause. Each carries the
 data a caller needs (the unit, the snap, the revision, the change id) as
-attributes, not only in its message.
+attributes, not only in its message. Callers branch on the types; each
+:class:`SnapdError` also keeps snapd's error ``kind`` string::
+
+    CharmUpgradeError
+    ├── ServiceError
+    ├── SystemdError
+    ├── MigrationError
+    ├── SnapRefreshError            (its __cause__ is the SnapdError, if any)
+    └── SnapdError                  (.kind, .status_code, .change_id, .value)
+        ├── SnapdUnreachable        connection-error: no socket, refused, EACCES, EMFILE...
+        ├── SnapdTimeout            timeout: a request's deadline, or a wait for a change
+        ├── SnapdBadResponse        bad-response: an answer that is not snapd's JSON envelope
+        ├── ChangeFailed            change-failed: a change ended Error, Undone or Hold
+        └── SnapdAPIError           snapd answered an error: .kind is snapd's own kind
+            ├── SnapNotInstalled    snap-not-found, snap-not-installed
+            └── ChangeConflict      snap-change-conflict: another change holds the snap
 """
 
 from __future__ import annotations
 
 __all__ = [
+    'ChangeConflict',
+    'ChangeFailed',
     'CharmUpgradeError',
     'MigrationError',
     'ServiceError',
+    'SnapNotInstalled',
     'SnapRefreshError',
+    'SnapdAPIError',
+    'SnapdBadResponse',
     'SnapdError',
+    'SnapdTimeout',
+    'SnapdUnreachable',
     'SystemdError',
 ]
 
@@ -90,6 +112,63 @@ class SnapdError(CharmUpgradeError):
             f'{type(self).__name__}({self.message!r}, kind={self.kind!r}, '
             f'status_code={self.status_code!r}, change_id={self.change_id!r})'
         )
+
+
+class SnapdUnreachable(SnapdError):
+    """snapd's socket could not be reached (kind ``connection-error``).
+
+    The socket is missing or refuses connections (snapd is not installed, or
+    is restarting), the process may not open it (EACCES) or has no file
+    descriptor left (EMFILE), or its path is too long for a unix socket.
+    """
+
+
+class SnapdTimeout(SnapdError):
+    """A request, or a wait for a change, ran out of time (kind ``timeout``).
+
+    A change that was being waited for goes on in snapd: ``change_id`` names it.
+    """
+
+
+class SnapdBadResponse(SnapdError):
+    """snapd's answer was not the JSON envelope of its REST API (kind ``bad-response``)."""
+
+
+class ChangeFailed(SnapdError):
+    """A snapd change ended in anything but ``Done`` (kind ``change-failed``).
+
+    Attributes:
+        status: The change's final status (``Error``, ``Undone``, ``Hold``).
+        err: snapd's error text for the change, or ``''``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        change_id: str,
+        status: str,
+        err: str = '',
+        kind: str = 'change-failed',
+    ):
+        super().__init__(message, kind=kind, change_id=change_id)
+        self.status = status
+        self.err = err
+
+
+class SnapdAPIError(SnapdError):
+    """snapd answered a request with an error; ``kind`` is snapd's own error kind."""
+
+
+class SnapNotInstalled(SnapdAPIError):
+    """The snap is not installed (snapd's kinds ``snap-not-found``, ``snap-not-installed``)."""
+
+
+class ChangeConflict(SnapdAPIError):
+    """Another change of the snap is in progress (snapd's kind ``snap-change-conflict``).
+
+    ``value`` is snapd's ``{"snap-name": ..., "change-kind": ...}``.
+    """
 
 
 class SnapRefreshError(CharmUpgradeError):
