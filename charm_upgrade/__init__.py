@@ -46,6 +46,8 @@ from .errors import (
     SnapdUnreachable,
     SnapNotInstalled,
     SnapRefreshError,
+    StateFileError,
+    StateLockTimeout,
     SystemdError,
 )
 
@@ -82,6 +84,8 @@ __all__ = [
     'SnapdError',
     'SnapdTimeout',
     'SnapdUnreachable',
+    'StateFileError',
+    'StateLockTimeout',
     'Step',
     'SystemdError',
     'SystemdServices',

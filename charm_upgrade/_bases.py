@@ -8,6 +8,8 @@ import os
 import pathlib
 import shlex
 
+from . import _state
+
 __all__ = ['current_base', 'target_base_from_env']
 
 OS_RELEASE = '/etc/os-release'
@@ -15,6 +17,11 @@ OS_RELEASE = '/etc/os-release'
 
 OS_RELEASE_ENV = 'CHARM_UPGRADE_OS_RELEASE'
 """Environment variable naming another os-release file (the test kit's units)."""
+
+_OS_RELEASE_ADVICE = (
+    'the base of this machine cannot be read. The OS writes this file (on Ubuntu, the '
+    'base-files package: `apt install --reinstall base-files`); fix it, then run again'
+)
 
 # Ubuntu releases by code name, for Juju 2.9's JUJU_TARGET_SERIES.
 _UBUNTU_SERIES = {
@@ -41,13 +48,17 @@ _UBUNTU_SERIES = {
 
 
 def current_base(path: str | os.PathLike[str] | None = None) -> str | None:
-    """Return this machine's base, ``ID@VERSION_ID`` from os-release, or None if unknown."""
+    """Return this machine's base, ``ID@VERSION_ID`` from os-release, or None if unknown.
+
+    Raises:
+        StateFileError: os-release is not UTF-8, as its specification requires.
+    """
+    release = pathlib.Path(path or os.environ.get(OS_RELEASE_ENV) or OS_RELEASE)
     try:
-        text = pathlib.Path(path or os.environ.get(OS_RELEASE_ENV) or OS_RELEASE).read_text(
-            encoding='utf-8'
-        )
+        data = release.read_bytes()
     except OSError:
         return None
+    text = _state.decode_text(release, data, advice=_OS_RELEASE_ADVICE)
     fields: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition('=')

@@ -232,7 +232,9 @@ def hold(unit_ids: Iterable[str]) -> None:
     for unit_id in unit_ids:
         path = hold_path(unit_id)
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        _write_text_atomically(path, _HOLD_DROPIN)
+        # Atomic and durable like the unit's records: a crash leaves no
+        # half-written drop-in for systemd to parse at the next boot.
+        _state.atomic_write(path, _HOLD_DROPIN.encode(), mode=0o644)
     systemctl('daemon-reload')
 
 
@@ -255,13 +257,3 @@ def release(unit_ids: Iterable[str]) -> None:
 def is_held(unit_id: str) -> bool:
     """Tell whether ``unit_id`` has a hold drop-in."""
     return hold_path(unit_id).exists()
-
-
-def _write_text_atomically(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)

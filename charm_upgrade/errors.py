@@ -11,7 +11,9 @@ attributes, not only in its message. Callers branch on the types; each
     CharmUpgradeError
     ├── ServiceError
     ├── SystemdError
-    ├── MigrationError
+    ├── MigrationError              (.migration_id)
+    ├── StateFileError              (.path, .problem): a damaged or unwritable record
+    ├── StateLockTimeout            (.path, .holder): another process holds the unit's state
     ├── SnapRefreshError            (its __cause__ is the SnapdError, if any)
     └── SnapdError                  (.kind, .status_code, .change_id, .value)
         ├── SnapdUnreachable        connection-error: no socket, refused, EACCES, EMFILE...
@@ -38,6 +40,8 @@ __all__ = [
     'SnapdError',
     'SnapdTimeout',
     'SnapdUnreachable',
+    'StateFileError',
+    'StateLockTimeout',
     'SystemdError',
 ]
 
@@ -221,3 +225,50 @@ class MigrationError(CharmUpgradeError):
         super().__init__(message)
         self.message = message
         self.migration_id = migration_id
+
+
+class StateFileError(CharmUpgradeError):
+    """A file the library decides from is damaged, or cannot be read or written.
+
+    The unit's records (``series-upgrade.json``, ``migrations.json``, a
+    backup's manifest) and the machine's os-release. A record that exists and
+    is not exactly the shape the library writes is never read as "nothing
+    recorded": the message names the file, what is wrong with it, and what
+    removing it would do, which is not always safe (without
+    ``migrations.json`` every migration runs again).
+
+    Attributes:
+        path: The file.
+        problem: What is wrong, such as ``is not valid JSON`` or ``cannot be
+            written: No space left on device``.
+    """
+
+    def __init__(self, message: str, *, path: str, problem: str):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.problem = problem
+
+
+class StateLockTimeout(CharmUpgradeError):
+    """Another process kept the unit's state locked for longer than the wait allows.
+
+    Every step that changes the unit's records (a series prepare or
+    complete, a run of migrations) holds an exclusive lock on the unit's
+    state directory. A second process (an action, ``juju exec``, the
+    charm's own tooling) waits for it, up to a bound, and then raises this
+    instead of running the same step twice. Nothing was changed.
+
+    Attributes:
+        path: The lock file.
+        holder: What the holding process wrote when it took the lock
+            (its pid, the step, since when), or ``''`` if unknown.
+        waited: Seconds this process waited.
+    """
+
+    def __init__(self, message: str, *, path: str, holder: str, waited: float):
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.holder = holder
+        self.waited = waited

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from charm_upgrade import _bases, _state
+from charm_upgrade import StateFileError, _bases, _state
 
 if TYPE_CHECKING:
     import pathlib
@@ -27,8 +27,9 @@ def test_read_json_of_a_missing_file_is_none(tmp_path: pathlib.Path):
 def test_a_corrupt_state_file_is_a_clear_error(tmp_path: pathlib.Path):
     path = tmp_path / 'r.json'
     path.write_text('{')
-    with pytest.raises(_state.StateFileError, match='remove it to start over'):
+    with pytest.raises(StateFileError, match=r'r\.json is not valid JSON') as caught:
         _state.read_json(path)
+    assert caught.value.path == str(path)
 
 
 def test_state_dir_defaults_to_the_charm_dir(
