@@ -3,8 +3,11 @@
 """The command line: ``python -m charm_upgrade journal PATH``.
 
 Prints a unit's upgrade journal as a timeline table (start, stage, duration,
-result), or as JSON with ``--json``. It imports only the journal module, so it
-runs on a machine without ops, snap-http or charm-refresh.
+result), or as JSON with ``--json``. Torn lines are skipped with a warning on
+standard error; a journal that cannot be read (a directory at its path, no
+permission) is an error message and exit status 2, never a traceback. It
+imports only the journal module, so it runs on a machine without ops,
+snap-http or charm-refresh.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from ._journal import Journal, format_timeline
+from ._journal import Journal, build_timeline, format_timeline, read_journal
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,16 +49,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not _exists(path):
         print(f'error: no journal at {path}: give the path of a journal.jsonl', file=sys.stderr)
         return 2
-    entries = Journal(path).timeline()
+    read = read_journal(Journal(path))
+    for problem in read.skipped:
+        print(f'warning: {problem}', file=sys.stderr)
+    for problem in read.unreadable:
+        print(f'error: {problem}', file=sys.stderr)
+    entries = build_timeline(read.records)
     last: int = args.last
     if last > 0:
         entries = entries[-last:]
     if args.json:
         for entry in entries:
             print(json.dumps(entry.to_dict(), sort_keys=True, default=str))
-    else:
+    elif entries or not read.unreadable:
         print(format_timeline(entries))
-    return 0
+    return 2 if read.unreadable else 0
 
 
 def _exists(path: str) -> bool:

@@ -12,8 +12,12 @@ the process died in that stage. Records look like::
 The journal is a record for people, not a source of truth: a journal that
 cannot be written logs a warning and never fails the upgrade.
 
-Each line is written with one ``write(2)`` on an ``O_APPEND`` descriptor and
-fsynced. The file is bounded: when a line would take it past ``max_bytes``, it
+Each line is written with one ``write(2)`` of the whole line on an
+``O_APPEND`` descriptor, checked, and fsynced. A short write (a full disk) is
+reported as a warning, and the next record starts on a new line: a torn line
+never swallows the record after it, and a reader skips it alone. A journal
+that cannot be read (a directory at its path, no permission) is reported, and
+reads as what could be read. The file is bounded: when a line would take it past ``max_bytes``, it
 is renamed to ``journal.jsonl.1`` (replacing the previous one) and a new file
 begins, so the newest entries are always kept, at most twice ``max_bytes`` in
 all. :meth:`Journal.timeline` pairs the records into stages (start, duration,
@@ -36,7 +40,7 @@ import pathlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import _state
+from . import _clock, _state
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping
@@ -45,11 +49,13 @@ __all__ = [
     'DEFAULT_MAX_BYTES',
     'JOURNAL_FORMAT_VERSION',
     'Journal',
+    'JournalRead',
     'JournalRecord',
     'StageTimer',
     'TimelineEntry',
     'build_timeline',
     'format_timeline',
+    'read_journal',
 ]
 
 logger = logging.getLogger(__name__)
@@ -114,7 +120,7 @@ class Journal:
         """
         record: JournalRecord = {
             'v': JOURNAL_FORMAT_VERSION,
-            'ts': _utc_now(),
+            'ts': _clock.utc_now(),
             'stage': stage,
             'event': event,
         }
@@ -126,25 +132,42 @@ class Journal:
             record['details'] = dict(details)
         try:
             line = (json.dumps(record, sort_keys=True, default=str) + '\n').encode()
-            # One write(2) on an O_APPEND descriptor: a line is never interleaved
-            # with another writer's, and a crash leaves at most one torn last line.
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                size = os.fstat(fd).st_size
-                if self.max_bytes and size and size + len(line) > self.max_bytes:
-                    # Rename, not rewrite: O(1), and a crash leaves one file or
-                    # the other complete.
-                    os.close(fd)
-                    os.replace(self.path, self.rotated_path)
-                    fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            self._append(line)
         except (OSError, TypeError, ValueError) as e:
             logger.warning(
                 'Could not write to the upgrade journal %s: %s', self._path or _JOURNAL_NAME, e
             )
+
+    def _append(self, line: bytes) -> None:
+        # One write(2) of the whole line on an O_APPEND descriptor: a line is
+        # never interleaved with another writer's.
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if self.max_bytes and size and size + len(line) > self.max_bytes:
+                # Rename, not rewrite: O(1), and a crash leaves one file or
+                # the other complete.
+                os.close(fd)
+                fd = -1
+                os.replace(self.path, self.rotated_path)
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                size = 0
+            if size and os.pread(fd, 1, size - 1) != b'\n':
+                # A torn last line (a crash, a full disk): end it, so that
+                # this record stays a line of its own.
+                line = b'\n' + line
+            written = os.write(fd, line)
+            if written != len(line):
+                # A full disk took part of the line. The next record starts
+                # on a new line (above), so only this one is lost.
+                raise OSError(
+                    f'short write: {written} of {len(line)} bytes (is the disk full?); this '
+                    'record is lost'
+                )
+            os.fsync(fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     @contextlib.contextmanager
     def stage(self, stage: str, **details: Any) -> Generator[StageTimer]:
@@ -178,13 +201,13 @@ class Journal:
     def read(self) -> list[JournalRecord]:
         """Return every readable record, oldest first, the rotated file's first.
 
-        A line that is not a JSON object (a torn last line after a crash) is
-        skipped with a warning.
+        A line that is not a JSON object (a torn line after a crash) is
+        skipped with a warning; a record written after a torn fragment on the
+        same line (by an older version) is recovered. A file that cannot be
+        read (a directory at its path, no permission) is skipped with a
+        warning: :func:`read_journal` says what was skipped.
         """
-        records: list[JournalRecord] = []
-        for path in (self.rotated_path, self.path):
-            records += _read_file(path)
-        return records
+        return read_journal(self).records
 
     def timeline(self) -> list[TimelineEntry]:
         """Return the stages, oldest first: each start paired with its end.
@@ -292,33 +315,84 @@ def format_timeline(entries: list[TimelineEntry]) -> str:
 def _start_of(ts: str | None, duration: float | None) -> str | None:
     if ts is None or duration is None:
         return ts
-    try:
-        end = datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%S.%fZ')
-    except ValueError:
+    end = _clock.parse_timestamp(ts)
+    if end is None:
         return ts
-    return (end - datetime.timedelta(seconds=duration)).strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+    return (end - datetime.timedelta(seconds=duration)).strftime(_clock.TIMESTAMP_FORMAT)
 
 
-def _read_file(path: pathlib.Path) -> list[JournalRecord]:
+@dataclasses.dataclass
+class JournalRead:
+    """What :func:`read_journal` found.
+
+    Attributes:
+        records: Every readable record, oldest first.
+        unreadable: The files that could not be read, and why, one sentence each.
+        skipped: The lines that were not records (torn by a crash), one sentence each.
+    """
+
+    records: list[JournalRecord] = dataclasses.field(default_factory=list[JournalRecord])
+    unreadable: list[str] = dataclasses.field(default_factory=list[str])
+    skipped: list[str] = dataclasses.field(default_factory=list[str])
+
+
+def read_journal(journal: Journal) -> JournalRead:
+    """Read both files of ``journal``, logging a warning for what cannot be read.
+
+    Never raises for a damaged or unreadable journal: the journal is a
+    record for people, and reading it must not fail a hook, a preview or the
+    command line.
+    """
+    result = JournalRead()
     try:
-        lines = path.read_text(encoding='utf-8', errors='replace').splitlines()
+        paths = [journal.rotated_path, journal.path]
+    except OSError as e:  # the default path's state directory cannot be created
+        result.unreadable.append(f'cannot find the journal: {e}')
+    else:
+        for path in paths:
+            _read_file(path, result)
+    for problem in result.unreadable + result.skipped:
+        logger.warning('Upgrade journal: %s', problem)
+    return result
+
+
+def _read_file(path: pathlib.Path, result: JournalRead) -> None:
+    try:
+        data = path.read_bytes()
     except FileNotFoundError:
-        return []
-    records: list[JournalRecord] = []
+        return
+    except OSError as e:
+        result.unreadable.append(f'cannot read {path}: {e.strerror or e}')
+        return
+    lines = data.decode('utf-8', errors='replace').split('\n')
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        record, torn = _parse_line(line)
+        if torn:
+            result.skipped.append(f'skipping unreadable line {number} of {path}')
+        if record is not None:
+            result.records.append(record)
+
+
+def _parse_line(line: str) -> tuple[JournalRecord | None, bool]:
+    """Return a line's record, and whether part of it (a torn record) was skipped."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if isinstance(record, dict):
+        return record, False  # pyright: ignore[reportUnknownVariableType]
+    # A record appended to a torn one, on the same line (an older writer did
+    # not end a torn line): recover the record that starts after the tear.
+    start = line.find('{"', 1)
+    while start != -1:
         try:
-            record = json.loads(line)
+            recovered = json.loads(line[start:])
         except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            logger.warning('Skipping unreadable line %d of %s', number, path)
+            start = line.find('{"', start + 1)
             continue
-        records.append(record)  # pyright: ignore[reportUnknownArgumentType]
-    return records
-
-
-def _utc_now() -> str:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime('%Y-%m-%dT%H:%M:%S.%fZ')
+        if isinstance(recovered, dict):
+            return recovered, True  # pyright: ignore[reportUnknownVariableType]
+        break
+    return None, True

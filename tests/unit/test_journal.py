@@ -40,7 +40,7 @@ def test_a_failing_stage_writes_an_explicit_failed_record(tmp_path: pathlib.Path
     assert failed['error'] == 'RuntimeError: boom'
 
 
-def test_a_torn_line_is_skipped_with_a_warning(
+def test_a_torn_line_is_skipped_and_the_next_record_survives(
     tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
 ):
     path = tmp_path / 'j.jsonl'
@@ -49,10 +49,13 @@ def test_a_torn_line_is_skipped_with_a_warning(
     with path.open('a') as f:
         f.write('{"v": 1, "stage": "b", "ev')  # a crash mid-line
     journal.write('c', 'start')
+    journal.write('d', 'start')
     with caplog.at_level(logging.WARNING):
         records = journal.read()
-    assert [r['stage'] for r in records] == ['a']
-    assert 'Skipping unreadable line 2' in caplog.text
+    assert [r['stage'] for r in records] == ['a', 'c', 'd']
+    assert 'skipping unreadable line 2' in caplog.text
+    # The torn fragment stays a line of its own.
+    assert path.read_text().splitlines()[1] == '{"v": 1, "stage": "b", "ev'
 
 
 def test_an_unwritable_journal_warns_and_never_raises(
