@@ -30,26 +30,41 @@ Rules (see ``docs/howto/migrations.md`` for the why):
   nothing runs, :class:`~charm_upgrade.MigrationError`.
 - A fresh install (:meth:`Migrations.mark_installed`) records every known
   migration as applied without running it.
+- A missing record reads as "nothing applied" (a unit deployed before the
+  charm had migrations) only when nothing says it existed: if the series
+  before-state was written while it existed, or the journal records applied
+  migrations, it was lost, and nothing runs until it is put back
+  (:class:`~charm_upgrade.StateFileError`).
+- A run holds the unit's state lock (:mod:`charm_upgrade._lock`): a second
+  process waits for it, then reads the record afresh, and never runs the
+  same migration alongside.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import logging
 import pathlib
 import re
+import time
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import _backup, _state
-from .errors import MigrationError
+from . import _backup, _clock, _lock, _records, _state
+from ._journal import Journal
+from ._records import (
+    AppliedMigration,
+    InstallRecord,
+    MigrationFailure,
+    MigrationsRecord,
+    SeriesRecord,
+    StartedMark,
+)
+from .errors import MigrationError, StateFileError
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterable, Sequence
-
-    from ._journal import Journal
 
 __all__ = [
     'REFRESH',
@@ -72,12 +87,11 @@ SERIES: MigrationKind = 'series'
 REFRESH: MigrationKind = 'refresh'
 """Runs after a snap refresh; ``old`` and ``new`` are snap revisions (``'182'``)."""
 
-STATE_NAME = 'migrations.json'
+STATE_NAME = MigrationsRecord.NAME
 """File name of the applied-migrations record in the unit's state directory."""
 
 _BACKUPS_NAME = 'migration-backups'
-
-_STATE_VERSION = 1
+_JOURNAL_NAME = 'journal.jsonl'
 _ID = re.compile(r'(?P<number>[0-9]+)(?:-[A-Za-z0-9][A-Za-z0-9._-]*)?')
 _REVISION = re.compile(r'(?P<local>x?)(?P<number>[1-9][0-9]*)')
 
@@ -247,34 +261,57 @@ class Migrations:
 
     # Reading the record ----------------------------------------------------
 
-    def read_state(self) -> dict[str, Any]:
-        """Return the record: ``applied`` (id -> when, how, old, new), ``started``, ``failed``.
+    def read_state(self) -> MigrationsRecord:
+        """Read the record once; pass it on as ``record=`` to read it no more in one step.
 
-        An absent record reads as nothing applied.
+        An absent record reads as nothing applied, unless something says it
+        existed and was lost.
+
+        Raises:
+            StateFileError: the record is not exactly its shape, or it is
+                missing while the series before-state or the journal says
+                migrations were applied here. Nothing is run until it is put back.
         """
-        raw = _state.read_json(self.path)
-        state: dict[str, Any] = raw if isinstance(raw, dict) else {'v': _STATE_VERSION}  # pyright: ignore[reportUnknownVariableType]
-        state.setdefault('applied', {})
-        state.setdefault('started', None)
-        state.setdefault('failed', None)
-        return state
+        record = _records.load(self.path, MigrationsRecord)
+        if record is not None:
+            return record
+        evidence = self._evidence_of_a_record()
+        if evidence:
+            problem = f'is missing, but {"; ".join(evidence)}'
+            raise _state.state_file_error(
+                self.path,
+                problem,
+                'every migration would run again, including those applied here, so nothing '
+                'runs. Put it back from a backup, or write it by hand from the journal '
+                f'(stages migration:<id>): {_records.MIGRATIONS_SHAPE}. If no migration was '
+                'ever applied on this unit, write {"v": 1, "applied": {}} and they all run',
+            )
+        return MigrationsRecord()
 
-    def applied(self) -> list[str]:
-        """Return the ids applied on this unit, in id order where known."""
-        applied: dict[str, Any] = self.read_state()['applied']
-        return sorted(applied, key=lambda i: (_number(i), i))
+    def applied(self, *, record: MigrationsRecord | None = None) -> list[str]:
+        """Return the ids applied on this unit, in id order where known.
 
-    def unknown_applied(self) -> list[str]:
+        Args:
+            record: The record as :meth:`read_state` returned it; read if None.
+        """
+        record = self._read(record)
+        return sorted(record.applied, key=lambda i: (_number(i), i))
+
+    def unknown_applied(self, *, record: MigrationsRecord | None = None) -> list[str]:
         """Return applied ids that this code does not know: the data is newer than the code."""
         known = {m.id for m in self._migrations}
-        return [i for i in self.applied() if i not in known]
+        return [i for i in self.applied(record=record) if i not in known]
 
-    def pending(self, kind: MigrationKind) -> list[Migration]:
+    def pending(
+        self, kind: MigrationKind, *, record: MigrationsRecord | None = None
+    ) -> list[Migration]:
         """Return the migrations of ``kind`` that are known and not applied, in id order."""
-        applied = set(self.applied())
+        applied = set(self._read(record).applied)
         return [m for m in self.all(kind) if m.id not in applied]
 
-    def to_undo(self, target_revision: str) -> list[Migration]:
+    def to_undo(
+        self, target_revision: str, *, record: MigrationsRecord | None = None
+    ) -> list[Migration]:
         """Return the refresh migrations a refresh to ``target_revision`` undoes, newest first.
 
         Those applied at a snap revision newer than ``target_revision``: a
@@ -282,49 +319,53 @@ class Migrations:
         revision that cannot be compared (a store one with a local ``xN``)
         undoes nothing.
         """
-        applied: dict[str, dict[str, Any]] = self.read_state()['applied']
+        applied = self._read(record).applied
         undo: list[Migration] = []
         for migration in self.all(REFRESH):
             entry = applied.get(migration.id)
-            if entry is not None and _is_older(target_revision, entry.get('new')):
+            if entry is not None and _is_older(target_revision, entry.new):
                 undo.append(migration)
         return list(reversed(undo))
 
     @property
-    def failure(self) -> dict[str, Any] | None:
-        """The last failure, while it stands, or None.
+    def failure(self) -> MigrationFailure | None:
+        """The last failure, while it stands, or None."""
+        return self.read_state().failed
 
-        Keys: ``id``, ``kind``, ``direction``, ``error``, ``at``, ``old``, ``new``.
-        """
-        failed = self.read_state()['failed']
-        return failed if isinstance(failed, dict) else None  # pyright: ignore[reportUnknownVariableType]
-
-    def blocked_message(self) -> str | None:
+    def blocked_message(self, *, record: MigrationsRecord | None = None) -> str | None:
         """Say why migrations cannot go on, for a blocked status; None if nothing stops them."""
-        unknown = self.unknown_applied()
+        record = self._read(record)
+        unknown = self.unknown_applied(record=record)
         if unknown:
             return (
                 f'Migration {unknown[-1]} applied here is unknown to this charm revision; '
                 'refresh to the revision that has it'
             )
-        failure = self.failure
+        failure = record.failed
         if failure is not None:
-            return f'Migration {failure["id"]} failed ({failure["error"]}); see upgrade-journal'
+            return f'Migration {failure.id} failed ({failure.error}); see upgrade-journal'
         return None
 
-    def describe(self, kind: MigrationKind, *, target_revision: str | None = None) -> list[str]:
+    def describe(
+        self,
+        kind: MigrationKind,
+        *,
+        target_revision: str | None = None,
+        record: MigrationsRecord | None = None,
+    ) -> list[str]:
         """Return what a run would do, one ``id (up|down): description`` string each, in order.
 
         A migration a rollback would have to undo but cannot (it has no
         ``down``) reads ``id (down: none, refused): description``.
         """
+        record = self._read(record)
         steps: list[str] = []
         if kind == REFRESH and target_revision is not None:
             steps += [
                 f'{m.id} ({"down" if m.down else "down: none, refused"}): {m.description}'
-                for m in self.to_undo(target_revision)
+                for m in self.to_undo(target_revision, record=record)
             ]
-        steps += [f'{m.id} (up): {m.description}' for m in self.pending(kind)]
+        steps += [f'{m.id} (up): {m.description}' for m in self.pending(kind, record=record)]
         return steps
 
     # Changing the record ---------------------------------------------------
@@ -344,48 +385,65 @@ class Migrations:
 
         Returns:
             Whether the record was created by this call.
+
+        Raises:
+            StateFileError: the record exists and is damaged.
+            StateLockTimeout: another process kept the unit's state locked.
         """
-        fresh = _state.read_json(self.path) is None
-        state = self.read_state()
-        now = _utc_now()
-        if fresh:
-            state['installed'] = {'at': now, 'base': base, 'revision': revision}
-            state['revision'] = revision
-            for m in self._migrations:
-                new = revision if m.kind == REFRESH else base
-                state['applied'][m.id] = {
-                    'kind': m.kind,
-                    'at': now,
-                    'how': 'installed',
-                    'new': new,
-                }
-            _state.write_json(self.path, state)
-            logger.info('Fresh install: recorded %d migrations as applied', len(self._migrations))
-            return True
-        installed = state.get('installed')
-        if isinstance(installed, dict) and revision is not None and state.get('revision') is None:
-            # The install hook learned the revision after SeriesUpgrade recorded the install.
-            installed['revision'] = revision
-            state['revision'] = revision
-            for entry in state['applied'].values():
-                if entry.get('how') == 'installed' and entry.get('kind') == REFRESH:
-                    entry['new'] = entry.get('new') or revision
-            _state.write_json(self.path, state)
-        return False
+        with _lock.unit_lock(self.path.parent, step='migrations: install'):
+            # Not read_state(): a missing record is what an install creates.
+            record = _records.load(self.path, MigrationsRecord)
+            now = _clock.utc_now()
+            if record is None:
+                record = MigrationsRecord(
+                    applied={
+                        m.id: AppliedMigration(
+                            kind=m.kind,
+                            how='installed',
+                            at=now,
+                            new=revision if m.kind == REFRESH else base,
+                        )
+                        for m in self._migrations
+                    },
+                    installed=InstallRecord(at=now, base=base, revision=revision),
+                    revision=revision,
+                )
+                _records.save(self.path, record)
+                logger.info(
+                    'Fresh install: recorded %d migrations as applied', len(self._migrations)
+                )
+                return True
+            if record.installed is not None and revision is not None and record.revision is None:
+                # The install hook learned the revision after SeriesUpgrade recorded the install.
+                record.installed = dataclasses.replace(record.installed, revision=revision)
+                record.revision = revision
+                for entry in record.applied.values():
+                    if entry.how == 'installed' and entry.kind == REFRESH:
+                        entry.new = entry.new or revision
+                _records.save(self.path, record)
+            return False
 
-    def install_revision_missing(self) -> bool:
+    def install_revision_missing(self, *, record: MigrationsRecord | None = None) -> bool:
         """Whether a fresh install was recorded without the snap revision (to add it)."""
-        state = self.read_state()
-        return isinstance(state.get('installed'), dict) and state.get('revision') is None
+        record = self._read(record)
+        return record.installed is not None and record.revision is None
 
-    def check(self, kind: MigrationKind, *, target_revision: str | None = None) -> None:
+    def check(
+        self,
+        kind: MigrationKind,
+        *,
+        target_revision: str | None = None,
+        record: MigrationsRecord | None = None,
+    ) -> None:
         """Raise if a run of ``kind`` must be refused; touch nothing.
 
         Raises:
             MigrationError: applied ids unknown to the code, or a refresh to
                 ``target_revision`` would have to undo a migration without ``down``.
+            StateFileError: the record is damaged or lost (see :meth:`read_state`).
         """
-        unknown = self.unknown_applied()
+        record = self._read(record)
+        unknown = self.unknown_applied(record=record)
         if unknown:
             raise MigrationError(
                 f'migrations {", ".join(unknown)} are applied on this unit but unknown to this '
@@ -395,7 +453,7 @@ class Migrations:
                 migration_id=unknown[-1],
             )
         if kind == REFRESH and target_revision is not None:
-            for migration in self.to_undo(target_revision):
+            for migration in self.to_undo(target_revision, record=record):
                 if migration.down is None:
                     raise MigrationError(
                         f'migration {migration.id} ({migration.description}) cannot be undone '
@@ -411,6 +469,7 @@ class Migrations:
         old: str | None,
         new: str | None,
         journal: Journal | None = None,
+        record: MigrationsRecord | None = None,
     ) -> list[str]:
         """Bring the data of ``kind`` to ``new``: undo, then apply, then record.
 
@@ -418,13 +477,17 @@ class Migrations:
         migration was applied at, that migration's ``down`` runs first,
         newest first. Then every pending migration of ``kind`` runs ``up``,
         in id order. Each is recorded as soon as it succeeds. With nothing to
-        do, nothing is written.
+        do, nothing is written. The whole run holds the unit's state lock;
+        backups a killed run left behind are dropped first.
 
         Args:
             kind: :data:`SERIES` or :data:`REFRESH`.
             old: The old base or snap revision.
             new: The new base or snap revision.
             journal: Where each migration is journaled (stage ``migration:<id>``).
+            record: The record as :meth:`read_state` returned it under the
+                same lock (the caller holds it); read here if None. It is
+                updated in place as migrations are recorded.
 
         Returns:
             What ran, as ``<id>`` for ``up`` and ``<id>:down`` for ``down``.
@@ -432,39 +495,99 @@ class Migrations:
         Raises:
             MigrationError: a migration raised (it is the ``__cause__``; the
                 ones before it stay applied), or :meth:`check` refuses.
+            StateFileError: the record is damaged, lost, or cannot be written.
+            StateLockTimeout: another process kept the unit's state locked.
         """
-        self.check(kind, target_revision=new if kind == REFRESH else None)
-        downs = self.to_undo(new) if kind == REFRESH and new is not None else []
-        ups = self.pending(kind)
-        ran: list[str] = []
-        for migration in downs:
-            self._apply(migration, 'down', old, new, journal)
-            ran.append(f'{migration.id}:down')
-        for migration in ups:
-            applied = self.applied()
-            if applied and _number(applied[-1]) > migration.number:
-                logger.warning(
-                    'Migration %s runs after the newer %s (it was added later): it runs once',
-                    migration.id,
-                    applied[-1],
-                )
-            self._apply(migration, 'up', old, new, journal)
-            ran.append(migration.id)
-        state = self.read_state()
-        if kind == REFRESH and new is not None and state.get('revision') != new:
-            state['revision'] = new
-            _state.write_json(self.path, state)
-        return ran
+        with _lock.unit_lock(self.path.parent, step=f'{kind} migrations'):
+            record = self._read(record)
+            self._drop_orphaned_backups(record)
+            self.check(kind, target_revision=new if kind == REFRESH else None, record=record)
+            downs = self.to_undo(new, record=record) if kind == REFRESH and new is not None else []
+            ups = self.pending(kind, record=record)
+            ran: list[str] = []
+            for migration in downs:
+                self._apply(migration, 'down', old, new, journal, record)
+                ran.append(f'{migration.id}:down')
+            for migration in ups:
+                applied = self.applied(record=record)
+                if applied and _number(applied[-1]) > migration.number:
+                    logger.warning(
+                        'Migration %s runs after the newer %s (it was added later): it runs once',
+                        migration.id,
+                        applied[-1],
+                    )
+                self._apply(migration, 'up', old, new, journal, record)
+                ran.append(migration.id)
+            if kind == REFRESH and new is not None and record.revision != new:
+                record.revision = new
+                _records.save(self.path, record)
+            return ran
 
     @property
     def data_revision(self) -> str | None:
         """The snap revision the data was last migrated to (or installed at), if recorded."""
-        revision = self.read_state().get('revision')
-        return revision if isinstance(revision, str) else None
+        return self.read_state().revision
 
     def backup_dir(self, migration: Migration, direction: Literal['up', 'down']) -> pathlib.Path:
         """Where the backup of ``migration``'s ``backup`` paths is kept while it runs."""
         return self.path.parent / _BACKUPS_NAME / f'{migration.id}-{direction}'
+
+    def _read(self, record: MigrationsRecord | None) -> MigrationsRecord:
+        return self.read_state() if record is None else record
+
+    def _evidence_of_a_record(self) -> list[str]:
+        """Say what shows that a missing record existed on this unit; empty if nothing does."""
+        directory = self.path.parent
+        evidence: list[str] = []
+        with contextlib.suppress(StateFileError):  # a damaged one says nothing here
+            series = _records.load(directory / SeriesRecord.NAME, SeriesRecord)
+            if series is not None and series.migrations_record:
+                evidence.append(
+                    f'{SeriesRecord.NAME} (recorded {series.recorded_at}) was written while it '
+                    'existed'
+                )
+        with contextlib.suppress(StateFileError):
+            refresh = _state.read_json(directory / _records.REFRESH_RECORD_NAME)
+            if isinstance(refresh, dict) and refresh.get('migrations_record') is True:  # pyright: ignore[reportUnknownMemberType]
+                evidence.append(f'{_records.REFRESH_RECORD_NAME} was written while it existed')
+        ran = sorted(
+            {
+                stage.removeprefix('migration:')
+                for record in Journal(directory / _JOURNAL_NAME).read()
+                if isinstance(stage := record.get('stage'), str)
+                and stage.startswith('migration:')
+                and not stage.endswith(':down')
+                and record.get('event') == 'ended'
+            },
+            key=lambda i: (_number(i), i),
+        )
+        if ran:
+            evidence.append(f'the journal records migrations {", ".join(ran)} as applied')
+        return evidence
+
+    def _drop_orphaned_backups(self, record: MigrationsRecord) -> None:
+        """Remove the backups a killed run left that no run will put back.
+
+        A backup is needed only while its migration's started mark stands:
+        one left once the migration was recorded (killed before it was
+        dropped), before the mark was written, or half taken, is dropped.
+        """
+        started = record.started
+        keep = None if started is None else f'{started.id}-{started.direction}'
+        try:
+            leftovers = sorted((self.path.parent / _BACKUPS_NAME).iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for leftover in leftovers:
+            if leftover.name == keep:
+                continue
+            logger.warning(
+                'Dropping the backup %s that a killed run left: no migration needs it', leftover
+            )
+            try:
+                _backup.discard(leftover)
+            except OSError as e:  # it takes space, nothing more; the next run tries again
+                logger.warning('Cannot remove the backup %s: %s', leftover, e)
 
     def _apply(
         self,
@@ -473,11 +596,12 @@ class Migrations:
         old: str | None,
         new: str | None,
         journal: Journal | None,
+        record: MigrationsRecord,
     ) -> None:
-        state = self.read_state()
-        started: Any = state['started']
-        interrupted = isinstance(started, dict) and (
-            (started.get('id'), started.get('direction')) == (migration.id, direction)  # pyright: ignore[reportUnknownMemberType]
+        started = record.started
+        interrupted = started is not None and (started.id, started.direction) == (
+            migration.id,
+            direction,
         )
         stage = f'migration:{migration.id}' + (':down' if direction == 'down' else '')
         details: dict[str, Any] = {
@@ -493,34 +617,34 @@ class Migrations:
             interrupted = self._prepare_backup(migration, direction, backup, interrupted, details)
         # The started mark goes to disk before the migration touches anything:
         # a crash after it tells the next run that this one may be half done.
-        state['started'] = {'id': migration.id, 'direction': direction, 'at': _utc_now()}
-        _state.write_json(self.path, state)
+        record.started = StartedMark(migration.id, direction, _clock.utc_now())
+        _records.save(self.path, record)
         context = MigrationContext(migration.id, migration.kind, direction, old, new, interrupted)
         func = migration.up if direction == 'up' else migration.down
         assert func is not None  # check() refused a down-less undo
         if journal is not None:
             journal.write(stage, 'start', details=details)
-        began = datetime.datetime.now(datetime.timezone.utc)
+        began = time.monotonic()
         try:
             func(context)
         except Exception as e:
-            took = (datetime.datetime.now(datetime.timezone.utc) - began).total_seconds()
+            took = time.monotonic() - began
             error = f'{type(e).__name__}: {e}'
             after = self._after_failure(backup, details)
             if backup is not None and 'restored' in details:
                 # The data is as it was before: the retry is not an interrupted run.
-                state['started'] = None
+                record.started = None
             # Otherwise the started mark stays: the retry gets interrupted=True.
-            state['failed'] = {
-                'id': migration.id,
-                'kind': migration.kind,
-                'direction': direction,
-                'error': error,
-                'at': _utc_now(),
-                'old': old,
-                'new': new,
-            }
-            _state.write_json(self.path, state)
+            record.failed = MigrationFailure(
+                id=migration.id,
+                kind=migration.kind,
+                direction=direction,
+                error=error,
+                at=_clock.utc_now(),
+                old=old,
+                new=new,
+            )
+            _records.save(self.path, record)
             if journal is not None:
                 journal.write(stage, 'failed', duration=took, error=error, details=details)
             raise MigrationError(
@@ -529,24 +653,20 @@ class Migrations:
                 'next hook runs it again',
                 migration_id=migration.id,
             ) from e
-        took = (datetime.datetime.now(datetime.timezone.utc) - began).total_seconds()
+        took = time.monotonic() - began
         if direction == 'up':
-            state['applied'][migration.id] = {
-                'kind': migration.kind,
-                'at': _utc_now(),
-                'how': 'ran',
-                'old': old,
-                'new': new,
-            }
+            record.applied[migration.id] = AppliedMigration(
+                kind=migration.kind, how='ran', at=_clock.utc_now(), old=old, new=new
+            )
         else:
-            state['applied'].pop(migration.id, None)
-        state['started'] = None
-        state['failed'] = None
-        _state.write_json(self.path, state)
+            record.applied.pop(migration.id, None)
+        record.started = None
+        record.failed = None
+        _records.save(self.path, record)
         if backup is not None:
             try:
                 _backup.discard(backup)
-            except OSError as e:  # recorded already; the next run replaces it
+            except OSError as e:  # recorded already; the next run drops it
                 logger.warning(
                     'Cannot remove the backup %s of migration %s: %s', backup, migration.id, e
                 )
@@ -567,7 +687,7 @@ class Migrations:
             # The last run died while it ran: start again from the data as it was.
             try:
                 details['restored_after_crash'] = _backup.restore(backup)
-            except OSError as e:
+            except (OSError, ValueError, StateFileError) as e:
                 raise MigrationError(
                     f'migration {migration.id} ({migration.description}) was interrupted, and '
                     f'its backup in {backup} could not be put back: {e}. Fix the cause; the '
@@ -582,12 +702,14 @@ class Migrations:
             )
             return False
         try:
-            details['backup'] = _backup.take(backup, migration.backup_paths).to_dict()
-        except OSError as e:
+            details['backup'] = _backup.take(
+                backup, migration.backup_paths, state_dir=self.path.parent
+            ).to_dict()
+        except (OSError, ValueError) as e:
             raise MigrationError(
                 f'cannot back up {", ".join(map(str, migration.backup_paths))} before migration '
                 f'{migration.id} ({migration.description}): {e}. Nothing was changed; fix the '
-                'cause (disk space, permissions) and the next hook tries again',
+                'cause and the next hook tries again',
                 migration_id=migration.id,
             ) from e
         return interrupted
@@ -598,7 +720,7 @@ class Migrations:
             return 'The next run gets interrupted=True. '
         try:
             details['restored'] = _backup.restore(backup)
-        except OSError as e:
+        except (OSError, ValueError, StateFileError) as e:
             logger.exception('Cannot restore the backup %s', backup)
             details['restore_error'] = f'{type(e).__name__}: {e}'
             return (
@@ -627,8 +749,3 @@ def _is_older(revision: str, than: object) -> bool:
     a, b = _revision_key(revision), _revision_key(than)
     # Store revisions and local xN ones are numbered apart: never compared.
     return a is not None and b is not None and a[0] == b[0] and a[1] < b[1]
-
-
-def _utc_now() -> str:
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime('%Y-%m-%dT%H:%M:%S.%fZ')

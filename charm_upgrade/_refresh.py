@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any, cast
 import charm_
 import charm_refresh
 
-from . import _bases, _state
+from . import _bases, _clock, _records, _state
 from ._journal import Journal
 from ._migrations import REFRESH, Migrations
 from ._preview import Preview, ServicePreview
@@ -86,7 +86,7 @@ MIGRATIONS_STAGE = 'migrations'
 HEALTH_STAGE = 'health'
 """The journal stage of the health gate in :meth:`CharmSpecificMachines.post_snap_refresh`."""
 
-BEFORE_STATE_NAME = 'snap-refresh.json'
+BEFORE_STATE_NAME = _records.REFRESH_RECORD_NAME
 """File name of a refresh's before-state record in the unit's state directory."""
 
 _BEFORE_VERSION = 1
@@ -583,13 +583,13 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
             return True
         failure = migrations.failure
         try:
-            if failure is not None and failure.get('kind') == REFRESH:
+            if failure is not None and failure.kind == REFRESH:
                 if self._retried_migration:
                     return False
                 self._retried_migration = True
                 revision = self.snapd.snap(snap).revision
-                details: dict[str, Any] = {'retry_of': failure['id']}
-                self._migrate(str(failure.get('old') or revision), revision, details)
+                details: dict[str, Any] = {'retry_of': failure.id}
+                self._migrate(str(failure.old or revision), revision, details)
             else:
                 migrations.check(REFRESH)
         except MigrationError as e:
@@ -642,7 +642,7 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         record = {
             'v': _BEFORE_VERSION,
             'phase': 'started',
-            'recorded_at': _utc_now(),
+            'recorded_at': _clock.utc_now(),
             'snap': snap_name,
             'base': _bases.current_base(),
             'revision': info.revision,
@@ -657,7 +657,7 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         record = self.read_before_state()
         if record is not None and record.get('phase') != 'completed':
             record['phase'] = 'completed'
-            record['completed_at'] = _utc_now()
+            record['completed_at'] = _clock.utc_now()
             _state.write_json(self.before_state_path, record)
 
     def preview(self, *, revision_to: str | None) -> Preview:
@@ -874,12 +874,6 @@ def _refresh_error(
         change_status=change.status if change is not None else None,
         change_error=(change.err or None) if change is not None else None,
     )
-
-
-def _utc_now() -> str:
-    import datetime
-
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
 
 
 def _status_message(text: str) -> str:

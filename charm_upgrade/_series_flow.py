@@ -12,25 +12,31 @@ every call it looks at three flags and does what they call for, or nothing.
   bring the services back, clear *disabled*.
 
 Every step can be re-run after a failure at any point and converges. The
-before-state is written atomically to the unit's state directory before the
-first service is touched, and a retried prepare reuses it, so a half-stopped
-system is never recorded as "before". The migration is recorded as done once
-it succeeds, so a retried complete does not run it twice.
+before-state (:class:`~charm_upgrade._records.SeriesRecord`) is written
+atomically to the unit's state directory before the first service is touched,
+and a retried prepare reuses it, so a half-stopped system is never recorded as
+"before". The migration is recorded as done once it succeeds, so a retried
+complete does not run it twice, and a complete that finds the record
+completed (a hook that failed after it, another process) touches nothing.
+
+Each step holds the unit's state lock (:mod:`charm_upgrade._lock`) and reads
+each record once: a second process waits for the first one's step, then sees
+what it did.
 """
 
 from __future__ import annotations
 
-import datetime
 import enum
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _bases, _state
+from . import _bases, _clock, _lock, _records, _state
 from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from ._journal import Journal
-from ._migrations import SERIES
+from ._migrations import SERIES, STATE_NAME
 from ._preview import Preview, ServicePreview
+from ._records import SeriesRecord
 from ._services import Services, group_from_record
 from .errors import ServiceError
 
@@ -45,10 +51,8 @@ __all__ = ['RECORD_NAME', 'MigrateCallback', 'SeriesUpgradeFlow', 'Step', 'as_se
 
 logger = logging.getLogger(__name__)
 
-RECORD_NAME = 'series-upgrade.json'
+RECORD_NAME = SeriesRecord.NAME
 """File name of the before-state record in the unit's state directory."""
-
-_RECORD_VERSION = 1
 
 # How the blocked status of a series upgrade held by a migration ends, in both adapters.
 MIGRATION_HOLD_SUFFIX = '; services stay down'
@@ -170,21 +174,31 @@ class SeriesUpgradeFlow:
             SnapdError: snapd failed.
             MigrationError: a series migration failed or was refused; the
                 services stay down and the next run tries again.
+            StateFileError: a record is damaged, lost, or cannot be written.
+            StateLockTimeout: another process kept the unit's state locked;
+                nothing was done.
             Exception: whatever the charm's ``migrate`` raised.
         """
         step = self.next_step()
-        if step is Step.TOOK_DOWN:
-            self._take_down(target_base)
-            self.flags.set(self.disabled_flag)
-        elif step is Step.BROUGHT_BACK:
-            self._bring_back()
-            self.flags.clear(self.disabled_flag)
+        if step is Step.NOTHING:
+            return step
+        name = 'series-prepare' if step is Step.TOOK_DOWN else 'series-complete'
+        with _lock.unit_lock(self.record_path.parent, step=name):
+            if step is Step.TOOK_DOWN:
+                self._take_down(target_base)
+                self.flags.set(self.disabled_flag)
+            else:
+                self._bring_back()
+                self.flags.clear(self.disabled_flag)
         return step
 
-    def read_record(self) -> dict[str, Any] | None:
-        """Return the before-state record of the current or last upgrade, if any."""
-        record = _state.read_json(self.record_path)
-        return record if isinstance(record, dict) else None  # pyright: ignore[reportUnknownVariableType]
+    def read_record(self) -> SeriesRecord | None:
+        """Return the before-state record of the current or last upgrade, if any.
+
+        Raises:
+            StateFileError: the record exists and is not exactly its shape.
+        """
+        return _records.load(self.record_path, SeriesRecord)
 
     def preview(self, *, target_base: str | None = None) -> Preview:
         """Say what the next step would do, with no side effect.
@@ -202,24 +216,24 @@ class SeriesUpgradeFlow:
         """
         current = _bases.current_base()
         if self.flags.is_set(self.disabled_flag):
-            record = self.read_record() or {}
-            states: dict[str, Any] = record.get('services', {})
+            record = self.read_record()
+            states = record.services if record is not None else {}
             rows = [
                 ServicePreview(name, enabled, running, _up_action(enabled, running))
                 for group in self.services
                 for name, enabled, running in _rows(states.get(group.key, {}))
             ]
-            target = record.get('target_base') or current
-            migrations = () if record.get('migrated') else self._pending_migrations()
+            target = (record.target_base if record is not None else None) or current
+            migrated = record is not None and record.migrated
             return Preview(
                 step='series-complete',
                 summary='bring the services back as they were before the upgrade',
                 services=tuple(rows),
                 current_base=current,
                 target_base=target,
-                pending_migrations=migrations,
+                pending_migrations=() if migrated else self._pending_migrations(),
                 disruption='services start again after the migration',
-                before_state=record or None,
+                before_state=record.to_json() if record is not None else None,
             )
         if not self.flags.is_set(self.started_flag):
             return Preview(
@@ -248,12 +262,12 @@ class SeriesUpgradeFlow:
     def _take_down(self, target_base: str | None) -> None:
         with self.journal.stage('series-prepare', target_base=target_base) as stage:
             record = self.read_record()
-            if record is None or record.get('phase') == 'completed':
+            if record is None or record.phase == 'completed':
                 record = self._new_record(target_base)
-            elif target_base and not record.get('target_base'):
-                record['target_base'] = target_base
-                _state.write_json(self.record_path, record)
-            stage.details['before'] = record['services']
+            elif target_base and not record.target_base:
+                record.target_base = target_base
+                _records.save(self.record_path, record)
+            stage.details['before'] = record.services
             for group in self.services:
                 before = self._before_of(record, group)
                 with self.journal.stage('services-down', services=group.names):
@@ -262,23 +276,30 @@ class SeriesUpgradeFlow:
     def _bring_back(self) -> None:
         with self.journal.stage('series-complete') as stage:
             record = self.read_record()
+            if record is not None and record.phase == 'completed':
+                # Done already: by another process while this one waited for
+                # the lock, or by a hook that failed after it (its flags were
+                # not committed). Nothing is run twice.
+                logger.info('The series upgrade was completed at %s already', record.completed_at)
+                stage.details['completed_already'] = record.completed_at
+                return
             if record is None:
                 record = self._assumed_record()
-            if not record.get('migrated'):
+            if not record.migrated:
                 self._migrate(record, stage.details)
             for group in reversed(self.services):
                 before = self._before_of(record, group)
                 with self.journal.stage('services-up', services=group.names):
                     group.bring_back(before)
             self._bring_back_unlisted(record)
-            record['phase'] = 'completed'
-            record['completed_at'] = _utc_now()
-            _state.write_json(self.record_path, record)
-            stage.details['restored'] = record['services']
+            record.phase = 'completed'
+            record.completed_at = _clock.utc_now()
+            _records.save(self.record_path, record)
+            stage.details['restored'] = record.services
 
-    def _migrate(self, record: dict[str, Any], details: dict[str, Any]) -> None:
+    def _migrate(self, record: SeriesRecord, details: dict[str, Any]) -> None:
         """Run ``migrate`` and the series migrations to the base the machine runs; record it."""
-        old_base = record.get('old_base') or 'unknown'
+        old_base = record.old_base or 'unknown'
         now_base = _bases.current_base()
         if now_base is not None and now_base == old_base:
             # Complete without an OS upgrade (it failed, or was never run):
@@ -291,7 +312,7 @@ class SeriesUpgradeFlow:
             )
             details['not_migrated'] = f'the machine still runs {now_base}'
             return
-        target_base = record.get('target_base')
+        target_base = record.target_base
         # The data goes to the base the machine runs, whatever was targeted.
         new_base = now_base or target_base or 'unknown'
         if target_base and now_base and now_base != target_base:
@@ -305,19 +326,26 @@ class SeriesUpgradeFlow:
             with self.journal.stage('series-migrate', old_base=old_base, new_base=new_base):
                 self.migrate(old_base, new_base)
         if self.migrations is not None:
-            self._run_migrations(record.get('old_base'), new_base)
-        record['migrated'] = True
-        _state.write_json(self.record_path, record)
+            self._run_migrations(record.old_base, new_base)
+        record.migrated = True
+        record.migrations_record = self._migrations_path().exists()
+        _records.save(self.record_path, record)
 
     def _run_migrations(self, old_base: str | None, new_base: str) -> None:
         assert self.migrations is not None
-        pending = [m.id for m in self.migrations.pending(SERIES)]
+        migrations = self.migrations.read_state()  # once for the step: passed along
+        pending = [m.id for m in self.migrations.pending(SERIES, record=migrations)]
         with self.journal.stage(
             'migrations', kind=SERIES, old=old_base, new=new_base, pending=pending
         ) as stage:
             stage.details['ran'] = self.migrations.run(
-                SERIES, old=old_base, new=new_base, journal=self.journal
+                SERIES, old=old_base, new=new_base, journal=self.journal, record=migrations
             )
+
+    def _migrations_path(self) -> pathlib.Path:
+        if self.migrations is not None:
+            return self.migrations.path
+        return self.record_path.parent / STATE_NAME
 
     def _pending_migrations(self) -> tuple[str, ...]:
         # What complete would run: the migrate callback, then the registry's.
@@ -326,12 +354,12 @@ class SeriesUpgradeFlow:
             names += self.migrations.describe(SERIES)
         return tuple(names)
 
-    def _bring_back_unlisted(self, record: dict[str, Any]) -> None:
+    def _bring_back_unlisted(self, record: SeriesRecord) -> None:
         # Groups taken down at prepare that the charm no longer lists (its
         # services= changed in an upgrade-charm between prepare and complete):
         # bring them back from the record rather than leave them held down.
         listed = {group.key for group in self.services}
-        for key, before in record.get('services', {}).items():
+        for key, before in record.services.items():
             if key in listed:
                 continue
             group = group_from_record(before)
@@ -343,47 +371,40 @@ class SeriesUpgradeFlow:
 
     # Record ----------------------------------------------------------------
 
-    def _new_record(self, target_base: str | None) -> dict[str, Any]:
+    def _new_record(self, target_base: str | None) -> SeriesRecord:
         # Read every group before touching any: a missing service fails here,
         # with nothing stopped and no record written.
         states = {group.key: group.read_state() for group in self.services}
-        record: dict[str, Any] = {
-            'v': _RECORD_VERSION,
-            'phase': 'prepared',
-            'recorded_at': _utc_now(),
-            'old_base': _bases.current_base(),
-            'target_base': target_base,
-            'migrated': False,
-            'services': states,
-        }
-        _state.write_json(self.record_path, record)
+        record = SeriesRecord(
+            phase='prepared',
+            services=states,
+            recorded_at=_clock.utc_now(),
+            old_base=_bases.current_base(),
+            target_base=target_base,
+            migrations_record=self._migrations_path().exists(),
+        )
+        _records.save(self.record_path, record)
         return record
 
-    def _before_of(self, record: dict[str, Any], group: Services) -> dict[str, Any]:
-        states = record.setdefault('services', {})
-        if group.key not in states:
+    def _before_of(self, record: SeriesRecord, group: Services) -> dict[str, Any]:
+        if group.key not in record.services:
             # The service list grew after the record was written: record the
             # new group now, before touching it.
-            states[group.key] = group.read_state()
-            _state.write_json(self.record_path, record)
-        return states[group.key]
+            record.services[group.key] = group.read_state()
+            _records.save(self.record_path, record)
+        return record.services[group.key]
 
-    def _assumed_record(self) -> dict[str, Any]:
+    def _assumed_record(self) -> SeriesRecord:
         logger.warning(
             'No before-state record at %s: bringing every service back enabled and running',
             self.record_path,
         )
-        states = {group.key: _all_up(group.read_state()) for group in self.services}
-        return {
-            'v': _RECORD_VERSION,
-            'phase': 'prepared',
-            'recorded_at': _utc_now(),
-            'old_base': None,
-            'target_base': None,
-            'migrated': False,
-            'services': states,
-            'assumed': True,
-        }
+        return SeriesRecord(
+            phase='prepared',
+            services={group.key: _all_up(group.read_state()) for group in self.services},
+            recorded_at=_clock.utc_now(),
+            assumed=True,
+        )
 
 
 def _all_up(state: dict[str, Any]) -> dict[str, Any]:
@@ -394,10 +415,6 @@ def _all_up(state: dict[str, Any]) -> dict[str, Any]:
         service['enabled'] = True
         service['active'] = True
     return state
-
-
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
 
 
 def _rows(state: dict[str, Any]) -> list[tuple[str, str, bool]]:

@@ -119,9 +119,9 @@ def test_prepare_then_complete(
     assert fake_systemd.unit('web.service') == {'enabled': 'disabled', 'active': 'inactive'}
     record = flow.read_record()
     assert record is not None
-    assert record['old_base'] == 'ubuntu@22.04'
-    assert record['target_base'] == 'ubuntu@24.04'
-    assert record['services']['systemd:web.service,cron.service']['units']['web.service'] == {
+    assert record.old_base == 'ubuntu@22.04'
+    assert record.target_base == 'ubuntu@24.04'
+    assert record.services['systemd:web.service,cron.service']['units']['web.service'] == {
         'id': 'web.service',
         'is_enabled': 'enabled',
         'running': True,
@@ -140,8 +140,8 @@ def test_prepare_then_complete(
     assert fake_systemd.unit('cron.service') == {'enabled': 'disabled', 'active': 'inactive'}
     record = flow.read_record()
     assert record is not None
-    assert record['phase'] == 'completed'
-    assert record['migrated'] is True
+    assert record.phase == 'completed'
+    assert record.migrated is True
 
     # And after complete, hooks do nothing again.
     fake_systemd.clear_calls()
@@ -268,9 +268,9 @@ def test_a_second_upgrade_records_a_fresh_before_state(
     prepare(flow, target='ubuntu@26.04')
     record = flow.read_record()
     assert record is not None
-    assert record['phase'] == 'prepared'
-    assert record['target_base'] == 'ubuntu@26.04'
-    cron = record['services']['systemd:web.service,cron.service']['units']['cron.service']
+    assert record.phase == 'prepared'
+    assert record.target_base == 'ubuntu@26.04'
+    cron = record.services['systemd:web.service,cron.service']['units']['cron.service']
     assert cron['is_enabled'] == 'enabled'
 
 
