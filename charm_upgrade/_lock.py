@@ -20,20 +20,22 @@ directory.
   hook never leaves the unit locked.
 
 The holder writes its pid, the step and the time into the file, for the
-error message of a process that waits in vain.
+error message of a process that waits in vain. Taking the lock also drops
+the temporary files that a write killed part-way left in the directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import os
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from . import _clock
+from . import _clock, _state
 from .errors import StateLockTimeout
 
 if TYPE_CHECKING:
@@ -94,6 +96,8 @@ def unit_lock(
     try:
         if held.depth == 0:
             held.fd = _acquire(path, step, began, wait)
+            # Nobody else writes here now: what a killed write left can go.
+            _state.drop_temporaries(directory)
         held.depth += 1
     except BaseException:
         held.threads.release()
@@ -112,7 +116,14 @@ def unit_lock(
 
 
 def _acquire(path: pathlib.Path, step: str, began: float, wait: float) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES):
+            raise
+        # A read-only state directory: flock needs no write access, and the
+        # step's own write then says what is wrong, naming its record.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         pause = _POLL_FIRST
         while True:
@@ -126,8 +137,9 @@ def _acquire(path: pathlib.Path, step: str, began: float, wait: float) -> int:
                 time.sleep(min(pause, wait - waited))
                 pause = min(pause * 2, _POLL_MAX)
         # For the message of a process that waits in vain; not needed on disk.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f'pid {os.getpid()}, {step}, since {_clock.utc_now()}\n'.encode(), 0)
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f'pid {os.getpid()}, {step}, since {_clock.utc_now()}\n'.encode(), 0)
     except BaseException:
         os.close(fd)
         raise

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     'atomic_write',
     'decode_text',
+    'drop_temporaries',
     'fsync',
     'naming',
     'read_document',
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 STATE_DIR_ENV = 'CHARM_UPGRADE_STATE_DIR'
+
+TEMPORARY_SUFFIX = '.charm-upgrade-tmp'
+"""How the temporary file of an :func:`atomic_write` ends (see :func:`drop_temporaries`)."""
 _STATE_DIR_NAME = '.charm_upgrade'
 
 _GENERIC_ADVICE = (
@@ -81,7 +85,9 @@ def atomic_write(path: pathlib.Path, data: bytes, *, mode: int = 0o600) -> None:
             if any, is unchanged and no temporary file is left.
     """
     with naming(path):
-        fd, tmp_name = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f'.{path.name}.', suffix=TEMPORARY_SUFFIX, dir=path.parent
+        )
         try:
             try:
                 if mode != 0o600:
@@ -96,6 +102,22 @@ def atomic_write(path: pathlib.Path, data: bytes, *, mode: int = 0o600) -> None:
                 os.unlink(tmp_name)
             raise
     fsync(path.parent)
+
+
+def drop_temporaries(directory: pathlib.Path) -> None:
+    """Remove the temporary files that writes killed part-way left in ``directory``.
+
+    Only while nothing else writes there: under the unit's state lock, or
+    for a directory only one step writes to.
+    """
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith('.') and entry.name.endswith(TEMPORARY_SUFFIX):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 def write_all(fd: int, data: bytes) -> None:

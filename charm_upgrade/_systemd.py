@@ -247,6 +247,7 @@ def release(unit_ids: Iterable[str]) -> None:
     for unit_id in unit_ids:
         path = hold_path(unit_id)
         _state.remove(path)
+        _state.drop_temporaries(path.parent)  # of a hold killed while it was written
         try:
             path.parent.rmdir()  # only if the drop-in directory is now empty
         except OSError:
