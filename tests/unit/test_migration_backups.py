@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import stat
+import struct
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,6 +20,7 @@ from charm_upgrade._migrations import REFRESH, SERIES
 
 if TYPE_CHECKING:
     import pathlib
+    from collections.abc import Callable
 
 
 @pytest.fixture
@@ -271,3 +275,333 @@ def test_owners_are_kept_through_the_backup_and_the_restore(
     assert owners == {'format': (584788, 584788), 'current': (1000, 1000)}
     assert ((data / 'db').stat().st_uid, (data / 'db').stat().st_gid) == (584788, 584788)
     assert (data / 'db' / 'format').read_text() == '1\n'
+
+
+# Symlinks -------------------------------------------------------------------------
+
+
+def half_migrating(write: Callable[[], None], attempts: list[bool]) -> Any:
+    """A migration that changes something, then fails on its first run."""
+
+    def up(ctx: MigrationContext) -> None:
+        attempts.append(ctx.interrupted)
+        write()
+        if len(attempts) == 1:
+            raise RuntimeError('half way')
+
+    return up
+
+
+def test_a_declared_symlink_is_followed_and_what_it_leads_to_is_put_back(
+    tmp_path: pathlib.Path, state_dir: pathlib.Path
+):
+    real = tmp_path / 'srv' / 'app.conf'
+    real.parent.mkdir()
+    real.write_text('format=1\n')
+    link = tmp_path / 'app.conf'
+    link.symlink_to(real)
+    attempts: list[bool] = []
+    migration = Migration(
+        '1',
+        'x',
+        kind=SERIES,
+        up=half_migrating(lambda: link.write_text('format=2, half\n'), attempts),
+        backup=[link],
+    )
+    journal = Journal(state_dir / 'journal.jsonl')
+
+    with pytest.raises(MigrationError, match='backup paths were put back'):
+        Migrations([migration]).run(SERIES, old='a', new='b', journal=journal)
+
+    assert real.read_text() == 'format=1\n'  # not only the link: the data it leads to
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    backup = journal.read()[-1]['details']['backup']
+    assert backup['resolved'] == {str(link): str(real)}
+    assert backup['bytes'] == len('format=1\n')
+
+
+def test_a_symlink_on_the_way_that_changed_is_refused_until_put_back(
+    tmp_path: pathlib.Path, state_dir: pathlib.Path
+):
+    # The declared path leads through `current`, and the migration repoints it.
+    (tmp_path / 'x1').mkdir()
+    (tmp_path / 'x2').mkdir()
+    (tmp_path / 'x1' / 'data').write_text('1\n')
+    (tmp_path / 'x2' / 'data').write_text('other\n')
+    current = tmp_path / 'current'
+    current.symlink_to('x1')
+    attempts: list[bool] = []
+
+    def repoint() -> None:
+        (tmp_path / 'x1' / 'data').write_text('2, half\n')
+        current.unlink()
+        current.symlink_to('x2')
+
+    migrations = Migrations(
+        [
+            Migration(
+                '1',
+                'x',
+                kind=SERIES,
+                up=half_migrating(repoint, attempts),
+                backup=[current / 'data'],
+            )
+        ]
+    )
+
+    with pytest.raises(MigrationError, match=r'now leads to .*x2/data, but to .*x1/data') as e:
+        migrations.run(SERIES, old='a', new='b')
+
+    assert 'Putting back its backup failed too' in str(e.value)
+    assert (tmp_path / 'x1' / 'data').read_text() == '2, half\n'  # nothing touched
+    assert (tmp_path / 'x2' / 'data').read_text() == 'other\n'  # not overwritten
+    assert record(state_dir)['started']['id'] == '1'
+
+    current.unlink()
+    current.symlink_to('x1')  # as the error says
+    assert migrations.run(SERIES, old='a', new='b') == ['1']
+    assert attempts == [False, False]  # restored first: not an interrupted run
+    assert (tmp_path / 'x1' / 'data').read_text() == '2, half\n'  # the retry's own work
+
+
+# Whatever stands at the path now ----------------------------------------------------
+
+
+@pytest.mark.parametrize('becomes', ['a file', 'a symlink', 'an empty directory'])
+def test_restore_clears_whatever_the_migration_left_at_the_path(
+    data: pathlib.Path, tmp_path: pathlib.Path, state_dir: pathlib.Path, becomes: str
+):
+    before = snapshot(data)
+    (tmp_path / 'elsewhere').mkdir()
+
+    def flatten() -> None:
+        shutil.rmtree(data / 'db')
+        if becomes == 'a file':
+            (data / 'db').write_text('flattened')
+        elif becomes == 'a symlink':
+            (data / 'db').symlink_to(tmp_path / 'elsewhere')
+        else:
+            (data / 'db').mkdir()
+        (data / 'app.conf').unlink()
+        (data / 'app.conf').mkdir()  # and the file became a directory
+
+    attempts: list[bool] = []
+    migrations = Migrations(
+        [
+            Migration(
+                '1',
+                'x',
+                kind=SERIES,
+                up=half_migrating(flatten, attempts),
+                backup=[data / 'db', data / 'app.conf'],
+            )
+        ]
+    )
+
+    with pytest.raises(MigrationError, match='backup paths were put back'):
+        migrations.run(SERIES, old='a', new='b')
+
+    assert snapshot(data) == before
+    assert list((tmp_path / 'elsewhere').iterdir()) == []
+    assert migrations.run(SERIES, old='a', new='b') == ['1']  # and the retry goes through
+
+
+# Declared paths checked before anything is copied -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ('declared', 'refusal'),
+    [
+        (lambda tmp, state: [tmp], r"contains the unit's state directory"),
+        (lambda tmp, state: [state / 'journal.jsonl'], r"is inside the unit's state directory"),
+        (
+            lambda tmp, state: [tmp / 'data', tmp / 'data' / 'app.conf'],
+            r'data contains .*app\.conf',
+        ),
+        (lambda tmp, state: [tmp / 'data', tmp / 'data'], r'is the same as'),
+        (lambda tmp, state: [tmp / 'alias', tmp / 'data' / 'db'], r'leads to .*data\) contains'),
+    ],
+)
+def test_overlapping_declared_paths_are_refused_before_anything_is_copied(
+    data: pathlib.Path,
+    tmp_path: pathlib.Path,
+    state_dir: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+    declared: Callable[[pathlib.Path, pathlib.Path], list[pathlib.Path]],
+    refusal: str,
+):
+    (tmp_path / 'alias').symlink_to(data)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ran: list[str] = []
+    copied: list[str] = []
+    monkeypatch.setattr(shutil, 'copyfile', lambda *a, **k: copied.append(str(a[0])))  # pyright: ignore[reportUnknownLambdaType,reportUnknownArgumentType]
+    monkeypatch.setattr(os, 'sendfile', lambda *a: copied.append('sendfile'))  # pyright: ignore[reportUnknownLambdaType,reportUnknownArgumentType]
+    migration = Migration(
+        '1',
+        'x',
+        kind=SERIES,
+        up=lambda ctx: ran.append('ran'),
+        backup=declared(tmp_path, state_dir),
+    )
+
+    with pytest.raises(MigrationError, match=refusal) as e:
+        Migrations([migration]).run(SERIES, old='a', new='b')
+
+    assert 'Nothing was changed' in str(e.value)
+    assert ran == []
+    assert copied == []
+    assert not (state_dir / 'migration-backups' / '1-up').exists()
+    assert not (state_dir / 'migration-backups' / '.1-up.partial').exists()
+
+
+# Secrets and metadata ----------------------------------------------------------------
+
+
+def test_no_copy_is_readable_by_others_before_it_has_its_mode(
+    data: pathlib.Path, state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+):
+    secret = data / 'db' / 'secret.key'
+    secret.write_text('hunter2')
+    secret.chmod(0o600)
+    if os.geteuid() == 0:
+        os.chown(secret, 584788, 584788)
+    modes_at_data: dict[str, tuple[int, int]] = {}
+    real_sendfile = os.sendfile
+
+    def watching(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        info = os.fstat(out_fd)
+        name = os.readlink(f'/proc/self/fd/{in_fd}')
+        modes_at_data.setdefault(name, (stat.S_IMODE(info.st_mode), info.st_uid))
+        return real_sendfile(out_fd, in_fd, offset, count)  # pyright: ignore[reportArgumentType]
+
+    monkeypatch.setattr(os, 'sendfile', watching)
+
+    def up(ctx: MigrationContext) -> None:
+        secret.unlink()
+        secret.write_text('rotated')
+        raise RuntimeError('half way')
+
+    migrations = Migrations([Migration('1', 'x', kind=SERIES, up=up, backup=[data / 'db'])])
+    with pytest.raises(MigrationError):
+        migrations.run(SERIES, old='a', new='b')
+
+    backup_copy = str(state_dir / 'migration-backups' / '1-up' / '0' / 'secret.key')
+    # The backup copy is read when it is restored: from the backup, with the
+    # secret's mode and owner already set when its data went in.
+    owner = 584788 if os.geteuid() == 0 else os.geteuid()
+    assert modes_at_data[str(secret)] == (0o600, owner)  # taking the backup
+    assert modes_at_data[backup_copy] == (0o600, owner)  # putting it back
+    assert secret.read_text() == 'hunter2'
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def acl_granting_read(uid: int) -> bytes:
+    """A POSIX access ACL (the kernel's xattr form): owner rw, user ``uid`` r, others none."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 6, undefined), (0x02, 4, uid), (0x04, 4, undefined), (0x10, 4, undefined)]
+    entries.append((0x20, 0, undefined))
+    return struct.pack('<I', 2) + b''.join(struct.pack('<HHI', *e) for e in entries)
+
+
+def test_extended_attributes_acls_and_capabilities_are_put_back(
+    data: pathlib.Path, state_dir: pathlib.Path
+):
+    conf, tool = data / 'app.conf', data / 'db' / 'tool'
+    tool.write_bytes(b'#!/bin/sh\n')
+    tool.chmod(0o755)
+    os.setxattr(conf, 'user.origin', b'charm')
+    os.setxattr(data / 'db', 'user.tier', b'gold')
+    os.setxattr(conf, 'system.posix_acl_access', acl_granting_read(1234))
+    capability = bytes.fromhex('0100000200200000000000000000000000000000')  # cap_net_bind_service
+    if os.geteuid() == 0:
+        os.setxattr(tool, 'security.capability', capability)
+    before = {p: sorted(os.listxattr(p)) for p in (conf, tool, data / 'db')}
+
+    def up(ctx: MigrationContext) -> None:
+        for path in (conf, tool):
+            path.unlink()
+            path.write_text('new')
+        os.removexattr(data / 'db', 'user.tier')
+        raise RuntimeError('half way')
+
+    migrations = Migrations([Migration('1', 'x', kind=SERIES, up=up, backup=[conf, data / 'db'])])
+    with pytest.raises(MigrationError):
+        migrations.run(SERIES, old='a', new='b')
+
+    assert {p: sorted(os.listxattr(p)) for p in (conf, tool, data / 'db')} == before
+    assert os.getxattr(conf, 'user.origin') == b'charm'
+    assert os.getxattr(data / 'db', 'user.tier') == b'gold'
+    assert os.getxattr(conf, 'system.posix_acl_access') == acl_granting_read(1234)
+    if os.geteuid() == 0:
+        assert os.getxattr(tool, 'security.capability') == capability
+
+
+def test_hard_links_within_a_declared_tree_stay_links(data: pathlib.Path, state_dir: pathlib.Path):
+    shard = data / 'db' / 'shards' / 'a'
+    os.link(shard, data / 'db' / 'current-shard')
+
+    def up(ctx: MigrationContext) -> None:
+        shard.unlink()
+        shard.write_text('rewritten')
+        raise RuntimeError('half way')
+
+    migrations = Migrations([Migration('1', 'x', kind=SERIES, up=up, backup=[data / 'db'])])
+    with pytest.raises(MigrationError):
+        migrations.run(SERIES, old='a', new='b')
+
+    assert shard.stat().st_ino == (data / 'db' / 'current-shard').stat().st_ino
+    assert shard.stat().st_nlink == 2
+    assert shard.read_bytes() == b'\x00' * 4096
+
+
+# A kill between recording and dropping the backup ------------------------------------
+
+ORPHANING_CHARM = """
+import os, pathlib, signal, sys
+from charm_upgrade import Migration, Migrations, _backup
+
+DATA = pathlib.Path(sys.argv[1])
+
+def convert(ctx):
+    with open(DATA.parent / 'attempts', 'a') as f:
+        f.write('ran\\n')
+    DATA.write_text(DATA.read_text() + 'converted\\n')
+
+if sys.argv[2] == 'crash':
+    # Killed once the migration is recorded, before its backup is dropped
+    # (the first discard clears the way for the backup to be taken).
+    real_discard, calls = _backup.discard, []
+
+    def discard(backup):
+        calls.append(backup)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        real_discard(backup)
+
+    _backup.discard = discard
+
+migrations = Migrations([Migration('1', 'convert', kind='series', up=convert, backup=[DATA])])
+print(migrations.run('series', old='ubuntu@22.04', new='ubuntu@24.04'))
+"""
+
+
+def test_a_backup_orphaned_by_a_kill_is_dropped_by_the_next_run(
+    tmp_path: pathlib.Path, state_dir: pathlib.Path
+):
+    script = tmp_path / 'charm.py'
+    script.write_text(ORPHANING_CHARM)
+    data = tmp_path / 'data.txt'
+    data.write_text('original\n')
+
+    crashed = run_charm(script, data, 'crash')
+    assert crashed.returncode == -signal.SIGKILL
+    assert list(record(state_dir)['applied']) == ['1']
+    assert (state_dir / 'migration-backups' / '1-up').is_dir()  # the orphan
+
+    again = run_charm(script, data, 'ok')
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == '[]'
+    assert list((state_dir / 'migration-backups').iterdir()) == []
+    assert data.read_text() == 'original\nconverted\n'  # dropped, not put back
+    assert (tmp_path / 'attempts').read_text() == 'ran\n'
