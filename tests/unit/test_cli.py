@@ -77,3 +77,27 @@ def test_runs_as_a_module_without_importing_ops(journal: Journal):
     ).stdout
     assert 'series-prepare' in out
     assert out.splitlines()[-1] == 'HEAVY []'
+
+
+def test_a_directory_at_the_path_is_an_error_message_not_a_traceback(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+):
+    path = tmp_path / 'journal.jsonl'
+    path.mkdir()
+    assert main(['journal', str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f'error: cannot read {path}: Is a directory\n'
+    assert captured.out == ''
+
+
+def test_a_torn_line_is_a_warning_and_the_rest_is_printed(
+    journal: Journal, capsys: pytest.CaptureFixture[str]
+):
+    with journal.path.open('a') as f:
+        f.write('{"v": 1, "st')
+    journal.write('health', 'start')
+
+    assert main(['journal', str(journal.path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == f'warning: skipping unreadable line 6 of {journal.path}\n'
+    assert captured.out.splitlines()[-1].split()[2] == 'health'

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+import os
+import pathlib
 
 import pytest
 
 from charm_upgrade import Journal
-
-if TYPE_CHECKING:
-    import pathlib
+from charm_upgrade._journal import read_journal
 
 
 def test_a_stage_writes_start_and_ended_with_details(tmp_path: pathlib.Path):
@@ -171,3 +170,66 @@ def test_format_timeline_is_a_table(tmp_path: pathlib.Path):
     assert header.split() == ['START', '(UTC)', 'STAGE', 'DURATION', 'RESULT']
     assert first.split()[2:4] == ['services-down', '0.000']
     assert second.endswith('-  interrupted')
+
+
+# Short writes and journals that cannot be read -----------------------------------------
+
+
+def test_a_short_write_is_reported_and_costs_only_its_own_record(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / 'j.jsonl'
+    journal = Journal(path)
+    journal.write('a', 'start')
+    real_write = os.write
+
+    def half(fd: int, data: bytes) -> int:  # a disk that filled up mid-line
+        return real_write(fd, data[: len(data) // 2])
+
+    monkeypatch.setattr(os, 'write', half)
+    with caplog.at_level(logging.WARNING):
+        journal.write('b', 'start', details={'lost': True})
+    monkeypatch.setattr(os, 'write', real_write)
+    journal.write('c', 'start')
+    journal.write('d', 'start')
+
+    assert 'short write' in caplog.text
+    assert [r['stage'] for r in journal.read()] == ['a', 'c', 'd']
+
+
+def test_a_directory_at_the_journal_path_is_reported_not_raised(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+):
+    path = tmp_path / 'j.jsonl'
+    path.mkdir()
+    journal = Journal(path)
+
+    with caplog.at_level(logging.WARNING):
+        journal.write('a', 'start')
+        assert journal.read() == []
+        assert journal.timeline() == []
+
+    assert f'cannot read {path}: Is a directory' in caplog.text
+    assert 'Could not write to the upgrade journal' in caplog.text
+
+
+def test_an_unreadable_journal_is_reported_and_the_rotated_file_still_read(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / 'j.jsonl'
+    journal = Journal(path, max_bytes=300)
+    for n in range(4):
+        journal.write('s', 'start', details={'n': n})
+    assert journal.rotated_path.exists()
+    real_read_bytes = pathlib.Path.read_bytes
+
+    def denied(self: pathlib.Path) -> bytes:
+        if self == path:  # as for a journal root made 0600 and read by another user
+            raise PermissionError(13, 'Permission denied', str(self))
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(pathlib.Path, 'read_bytes', denied)
+    read = read_journal(journal)
+
+    assert read.unreadable == [f'cannot read {path}: Permission denied']
+    assert read.records and all(r['stage'] == 's' for r in read.records)

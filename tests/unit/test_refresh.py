@@ -1355,3 +1355,16 @@ def test_the_health_gate_is_journaled(fake: FakeSnapd, hook_tools: HookTools):
     (entry,) = Journal().timeline()
     assert (entry.stage, entry.result) == ('health', 'failed')
     assert entry.error == 'unhealthy: App not healthy'
+
+
+def test_a_journal_that_cannot_be_read_does_not_break_the_preview(
+    fake: FakeSnapd, state_dir: pathlib.Path, caplog: pytest.LogCaptureFixture
+):
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / 'journal.jsonl').mkdir()  # the preview reads the last downtime from it
+
+    preview = make().preview(revision_to='x2')
+
+    assert preview.step == 'snap-refresh'
+    assert preview.disruption == f'every service of {SNAP} is down from the stop until the start'
+    assert 'Is a directory' in caplog.text
