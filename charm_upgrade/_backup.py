@@ -165,11 +165,14 @@ def restore(backup: pathlib.Path) -> list[str]:
     if manifest is None:
         raise FileNotFoundError(errno.ENOENT, 'the backup has no manifest', str(backup))
     for entry in manifest.entries:
-        # What is put back goes where the copy came from. An absent path is
-        # only removed, where it was absent: a symlink the migration created
-        # there is removed, not followed.
+        # What is put back goes where the copy came from: the declared path
+        # must still lead there, through its directory (whatever the
+        # migration left at the path itself is replaced) or through the
+        # symlink it was. An absent path is only removed where it was absent.
         now = os.path.realpath(entry.path)
-        if entry.present and now != entry.resolved:
+        declared = pathlib.Path(entry.path)
+        through_directory = os.path.join(os.path.realpath(declared.parent), declared.name)
+        if entry.present and entry.resolved not in (now, through_directory):
             raise ValueError(
                 f'{entry.path} now leads to {now}, but to {entry.resolved} when it was backed '
                 f'up: a symlink on the way was changed (by the migration?). Nothing was put '
@@ -199,9 +202,16 @@ def restore(backup: pathlib.Path) -> list[str]:
 
 
 def discard(backup: pathlib.Path) -> None:
-    """Remove the backup at ``backup``, if any, and a partial one."""
-    _remove(partial_of(backup))
-    _remove(backup)
+    """Remove the backup at ``backup``, if any, and a partial one.
+
+    The backup is first renamed back to its partial name: a removal killed
+    part-way never leaves a directory that reads as a complete backup.
+    """
+    partial = partial_of(backup)
+    _remove(partial)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(backup, partial)
+    _remove(partial)
 
 
 def _check_declared(entries: Sequence[_records.BackupEntry], state_dir: pathlib.Path) -> None:
