@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """What a migration costs in the workload's downtime, with and without a backup.
 
-One no-op migration run through Migrations.run (the started mark and the
-record, each written with fsync), then the same with ``backup=`` over data of
-three shapes, and ``cp -a`` of the same data for scale, side by side in one
-run. The backup fsyncs every file it copies; ``cp -a`` does not.
+One no-op migration run through Migrations.run (the unit's state lock, the
+started mark and the record, each written with fsync), then the same with
+``backup=`` over data of four shapes, and ``cp -a`` of the same data for
+scale, side by side in one run. The backup fsyncs every file it copies and
+copies each file's extended attributes, and keeps hard links; ``cp -a`` keeps
+them too but fsyncs nothing.
 """
 
 from __future__ import annotations
@@ -25,17 +27,22 @@ ROUNDS = 7
 SHAPES = {
     'one 4 KiB config': [(1, 4 * 1024)],
     '200 files of 16 KiB': [(200, 16 * 1024)],
+    '200 files, xattr + 2nd link': [(200, 16 * 1024)],
     'one 64 MiB file': [(1, 64 * 1024 * 1024)],
 }
 
 
-def make_data(root: pathlib.Path, shape: list[tuple[int, int]]) -> int:
+def make_data(root: pathlib.Path, shape: list[tuple[int, int]], *, metadata: bool) -> int:
     root.mkdir(parents=True)
     total = 0
     for count, size in shape:
         for i in range(count):
-            (root / f'f{i:04d}').write_bytes(os.urandom(size))
+            path = root / f'f{i:04d}'
+            path.write_bytes(os.urandom(size))
             total += size
+            if metadata:  # what ACLs and capabilities are, and a second name
+                os.setxattr(path, 'user.bench', b'x' * 32)
+                os.link(path, root / f'l{i:04d}')
     return total
 
 
@@ -71,7 +78,7 @@ def main() -> None:
         ]
         for name, shape in SHAPES.items():
             data = work / name.replace(' ', '-')
-            size = make_data(data, shape)
+            size = make_data(data, shape, metadata='xattr' in name)
             ours: list[float] = []
             cp: list[float] = []
             for _ in range(ROUNDS):  # interleaved, so that noise hits both alike
@@ -94,7 +101,9 @@ def main() -> None:
             rows,
         )
     )
-    print('run: started mark + backup (fsynced) + up + record + drop; cp -a: the copy alone')
+    print(
+        'run: lock + started mark + backup (fsynced) + up + record + drop; cp -a: the copy alone'
+    )
 
 
 if __name__ == '__main__':

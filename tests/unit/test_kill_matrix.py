@@ -247,14 +247,19 @@ class Machine:
 
     def leftovers(self) -> list[str]:
         """Backups, staging copies and temporary files nobody will clean up."""
-        found = [str(p) for p in (self.state_dir / 'migration-backups').glob('*')]
-        for root in (self.state_dir, self.data, self.systemd.config_dir):
-            found += [
-                str(p)
-                for p in root.rglob('*')
-                if p.name.endswith(('.charm-upgrade-tmp', '.charm-upgrade-restoring'))
-            ]
-        return found
+        records = {'series-upgrade.json', 'migrations.json', 'journal.jsonl', 'lock'}
+        backups = self.state_dir / 'migration-backups'
+        found = [
+            p.name for p in self.state_dir.iterdir() if p.name not in {*records, backups.name}
+        ]
+        found += [p.name for p in backups.iterdir()] if backups.exists() else []
+        found += [
+            str(p)
+            for drop_ins in self.systemd.config_dir.iterdir()
+            for p in drop_ins.iterdir()
+            if p.name != 'zz-charm-upgrade-hold.conf'
+        ]
+        return found  # and the data is compared whole, staging copies included
 
 
 @pytest.fixture
@@ -304,6 +309,7 @@ def assert_taken_down(machine: Machine) -> None:
         'web.service',
     ]
     assert machine.snapd.service_state('demo') == {'web': (False, False), 'worker': (False, False)}
+    assert machine.leftovers() == []
 
 
 def assert_brought_back_and_migrated_once(machine: Machine) -> None:
