@@ -135,11 +135,14 @@ class Migration:
             undone (a rollback across it is refused). Series migrations are
             never undone: an OS is not downgraded.
         backup: Absolute paths of the files and directories the migration
-            changes. They are copied (with modes, owners and times) into the
-            unit's state directory before ``up`` or ``down`` runs, put back
-            if it raises or the process dies while it runs, and dropped once
-            it is recorded. Declare only what it changes: the copy is taken
-            on every run, inside the workload's downtime.
+            changes. They are copied (with modes, owners, times, extended
+            attributes and the hard links within each tree; a symlink on the
+            way is followed) into the unit's state directory before ``up`` or
+            ``down`` runs, put back if it raises or the process dies while it
+            runs, and dropped once it is recorded. No path may contain the
+            state directory or another declared path. Declare only what it
+            changes: the copy is taken on every run, inside the workload's
+            downtime.
 
     Raises:
         ValueError: the id or the kind is invalid, or a backup path is relative.
