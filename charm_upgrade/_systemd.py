@@ -233,8 +233,10 @@ def hold(unit_ids: Iterable[str]) -> None:
         path = hold_path(unit_id)
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         # Atomic and durable like the unit's records: a crash leaves no
-        # half-written drop-in for systemd to parse at the next boot.
+        # half-written drop-in for systemd to parse at the next boot, and
+        # the retry removes the temporary file the crash left.
         _state.atomic_write(path, _HOLD_DROPIN.encode(), mode=0o644)
+        _state.drop_temporaries(path.parent)
     systemctl('daemon-reload')
 
 
