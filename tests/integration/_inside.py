@@ -92,7 +92,12 @@ def series(step: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
     flow = SeriesUpgradeFlow(groups(spec), flags=flags, migrate=migrate)
     began = time.monotonic()
     done = flow.run(target_base='debian@13')
-    return {'step': done.value, 'seconds': time.monotonic() - began, 'record': flow.read_record()}
+    record = flow.read_record()
+    return {
+        'step': done.value,
+        'seconds': time.monotonic() - began,
+        'record': record.to_json() if record is not None else None,
+    }
 
 
 def _systemctl(*args: str) -> int:
