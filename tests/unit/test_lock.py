@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from test_flow import DictFlags
 
 from charm_upgrade import (
     Migration,
@@ -219,24 +220,10 @@ def test_a_second_complete_touches_nothing(fake_systemd: FakeSystemd):
     fake_systemd.add_unit('web.service')
     services = SystemdServices(['web'])
 
-    class Flags:
-        def __init__(self) -> None:
-            self.flags = {APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS}
-
-        def is_set(self, flag: str) -> bool:
-            return flag in self.flags
-
-        def set(self, flag: str) -> None:
-            self.flags.add(flag)
-
-        def clear(self, flag: str) -> None:
-            self.flags.discard(flag)
-
-    first_flags = Flags()
+    first_flags = DictFlags(APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS)
     SeriesUpgradeFlow(services, flags=first_flags).run()
     first_flags.clear(UPGRADE_SERIES_IN_PROGRESS)
-    second_flags = Flags()
-    second_flags.flags = set(first_flags.flags)  # the same view, in another process
+    second_flags = DictFlags(*first_flags.flags)  # the same view, in another process
 
     assert SeriesUpgradeFlow(services, flags=first_flags).run() is Step.BROUGHT_BACK
     fake_systemd.add_unit('web.service', enabled='enabled', active=False)  # stopped since

@@ -13,6 +13,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from test_flow import DictFlags
 
 from charm_upgrade import (
     Journal,
@@ -33,20 +34,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from charm_upgrade.testing._fake_systemd import FakeSystemd
-
-
-class DictFlags:
-    def __init__(self, *flags: str):
-        self.flags = set(flags)
-
-    def is_set(self, flag: str) -> bool:
-        return flag in self.flags
-
-    def set(self, flag: str) -> None:
-        self.flags.add(flag)
-
-    def clear(self, flag: str) -> None:
-        self.flags.discard(flag)
 
 
 @pytest.fixture
