@@ -22,12 +22,13 @@ import sys
 from _stats import median_ms, table
 
 ROUNDS = 21
-HEAVY = ['charm_refresh', 'lightkube', 'httpx', 'charms.reactive', 'snap_http', 'charmhelpers']
+HEAVY = ['charm_refresh', 'lightkube', 'httpx', 'charms.reactive', 'charmhelpers']
 VARIANTS = {
     'import charm_upgrade': 'import charm_upgrade',
     'from charm_upgrade import SeriesUpgrade, SystemdServices': (
         'from charm_upgrade import SeriesUpgrade, SystemdServices'
     ),
+    'from charm_upgrade.snapd import Snapd': 'from charm_upgrade.snapd import Snapd',
     'import charm_refresh (for scale)': 'import charm_refresh',
 }
 PROBE = """

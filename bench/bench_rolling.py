@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Any, cast
+from typing import Any
 
 import charm_refresh
 import ops
-import snap_http
 from _stats import median_ms, p90_ms, table
 
+from charm_upgrade.snapd import Snapd
 from charm_upgrade.testing._rolling import RollingRefresh
 
 ROUNDS = 5
@@ -63,10 +63,8 @@ class TinyRefresh(charm_refresh.CharmSpecificMachines):
     def refresh_snap(
         self, *, snap_name: str, snap_revision: str, refresh: charm_refresh.Machines
     ) -> None:
-        change = snap_http.refresh(snap_name, revision=snap_revision).change
-        assert change is not None
-        while not cast('dict[str, Any]', snap_http.check_change(change).result)['ready']:
-            time.sleep(0.001)
+        snapd = Snapd()
+        snapd.wait_done(snapd.refresh(snap_name, snap_revision))
         refresh.update_snap_revision()
         refresh.next_unit_allowed_to_refresh = True
 

@@ -23,7 +23,7 @@ Shared pieces: :class:`Journal` (and its :class:`TimelineEntry`), the exceptions
 :class:`CharmUpgradeError`, the modules :mod:`charm_upgrade._flags` and
 :mod:`charm_upgrade.snapd`, and the test kit :mod:`charm_upgrade.testing`.
 
-Importing the package is cheap: ops, snap-http and charm-refresh are imported
+Importing the package is cheap: ops, charm-refresh and the snapd client are imported
 only when a name that needs them is first used.
 """
 
@@ -37,7 +37,9 @@ from .errors import (
     ChangeConflict,
     ChangeFailed,
     CharmUpgradeError,
+    InterfacesUnchanged,
     MigrationError,
+    RevisionNotAvailable,
     ServiceError,
     SnapdAPIError,
     SnapdBadResponse,
@@ -65,12 +67,14 @@ __all__ = [
     'ChangeFailed',
     'CharmSpecificMachines',
     'CharmUpgradeError',
+    'InterfacesUnchanged',
     'Journal',
     'Migration',
     'MigrationContext',
     'MigrationError',
     'Migrations',
     'Preview',
+    'RevisionNotAvailable',
     'SeriesUpgrade',
     'SeriesUpgradeFlow',
     'ServiceError',

@@ -6,8 +6,8 @@ Prints a unit's upgrade journal as a timeline table (start, stage, duration,
 result), or as JSON with ``--json``. Torn lines are skipped with a warning on
 standard error; a journal that cannot be read (a directory at its path, no
 permission) is an error message and exit status 2, never a traceback. It
-imports only the journal module, so it runs on a machine without ops,
-snap-http or charm-refresh.
+imports only the journal module, so it runs on a machine without ops or
+charm-refresh.
 """
 
 from __future__ import annotations

@@ -55,12 +55,11 @@ from . import _bases, _clock, _records, _state
 from ._journal import Journal
 from ._migrations import REFRESH, Migrations
 from ._preview import Preview, ServicePreview
-from .errors import MigrationError, SnapdError, SnapRefreshError
+from .errors import ChangeFailed, MigrationError, SnapdError, SnapRefreshError
 from .snapd import Snapd, validate_revision
 
 if TYPE_CHECKING:
     import pathlib
-    from collections.abc import Callable
 
     import ops
 
@@ -98,14 +97,6 @@ The library clears such a status, and only such a status, once the unit is healt
 """
 
 _STATUS_MAX = 120  # `juju status` truncates longer messages
-
-# Polling of a change inside the workload's downtime: the interval grows with
-# the time already waited (2 % of it), from 5 ms up to the client's
-# poll_interval (0.1 s, reached after 5 s). A change is seen ready at most 2 %
-# of its duration late (bench/bench_refresh.py), for about 100 polls in a 1 s
-# change and 750 in a 60 s one (600 at a fixed 0.1 s).
-_POLL_MIN = 0.005
-_POLL_GROWTH = 0.02
 
 
 @dataclasses.dataclass(eq=False)
@@ -174,10 +165,7 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         Raises:
             SnapdError: snapd could not stop the services.
         """
-        self._run_change(
-            lambda: self.snapd.stop([snap_name], disable=True),
-            what=f'stop of the services of snap {snap_name!r}',
-        )
+        self.snapd.wait_done(self.snapd.stop([snap_name], disable=True))
 
     def start_workload(self, *, snap_name: str) -> None:
         """Start the workload again; must be harmless when it is already running.
@@ -198,15 +186,9 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         """
         enable, start_only = self._services_to_start(snap_name)
         if enable:
-            self._run_change(
-                lambda: self.snapd.start(enable, enable=True),
-                what=f'start of {", ".join(enable)}',
-            )
+            self.snapd.wait_done(self.snapd.start(enable, enable=True))
         if start_only:
-            self._run_change(
-                lambda: self.snapd.start(start_only, enable=False),
-                what=f'start of {", ".join(start_only)}',
-            )
+            self.snapd.wait_done(self.snapd.start(start_only, enable=False))
 
     def workload_running(self) -> bool:
         """Whether the workload runs; :meth:`post_snap_refresh` starts it if not.
@@ -470,7 +452,7 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         failure: SnapdError
         try:
             change_id = snapd.refresh(snap_name, snap_revision)
-            change = _wait_ready(snapd, change_id)
+            change = snapd.wait_change(change_id)
             if change.status == 'Done':
                 # charm-refresh's contract: update_snap_revision() is the very
                 # next statement once the snap is refreshed. If the hook died
@@ -496,12 +478,13 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
                     change_id,
                 )
                 return
-            failure = SnapdError(
+            failure = ChangeFailed(
                 f'snapd could not refresh snap {snap_name!r} to revision {snap_revision}: '
                 f'change {change.id} ended {change.status}: {change.err or "no error text"}; '
                 f'see `snap tasks {change.id}`',
-                kind='change-failed',
                 change_id=change.id,
+                status=change.status,
+                err=change.err,
             )
         except SnapdError as e:
             failure = e
@@ -792,17 +775,6 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
             if isinstance(state, dict)
         }
 
-    def _run_change(self, submit: Callable[[], str], *, what: str) -> Change:
-        change = _wait_ready(self.snapd, submit())
-        if change.status != 'Done':
-            raise SnapdError(
-                f'snapd could not complete the {what}: change {change.id} ended '
-                f'{change.status}: {change.err or "no error text"}',
-                kind='change-failed',
-                change_id=change.id,
-            )
-        return change
-
     def _clear_own_status(self) -> None:
         try:
             current = charm_.unit_status
@@ -826,27 +798,6 @@ def _split_by_before_state(
         elif before.get('active'):
             start_only.append(service.full_name)
     return enable, start_only
-
-
-def _wait_ready(snapd: Snapd, change_id: str) -> Change:
-    """Poll a change until snapd reports it ready; bounded by ``snapd.change_timeout``."""
-    began = time.monotonic()
-    deadline = began + snapd.change_timeout
-    while True:
-        change = snapd.change(change_id)
-        if change.ready:
-            return change
-        now = time.monotonic()
-        if now >= deadline:
-            raise SnapdError(
-                f'snapd change {change_id} ({change.summary or change.kind}) is still '
-                f'{change.status} after {snapd.change_timeout:g} s; it goes on in snapd: '
-                f'see `snap tasks {change_id}`',
-                kind='timeout',
-                change_id=change_id,
-            )
-        interval = min(snapd.poll_interval, max(_POLL_MIN, (now - began) * _POLL_GROWTH))
-        time.sleep(min(interval, deadline - now))
 
 
 def _refresh_error(

@@ -16,7 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import _systemd
-from .errors import ServiceError, SnapdError
+from .errors import ServiceError, SnapNotInstalled
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -261,13 +261,11 @@ class SnapServices(Services):
         """
         try:
             services = self.client.services(self._snap)
-        except SnapdError as e:
-            if e.kind == 'snap-not-found':
-                raise ServiceError(
-                    f'snap {self._snap!r} is not installed, so its services cannot be taken '
-                    'down; install it first or remove it from the services given'
-                ) from e
-            raise
+        except SnapNotInstalled as e:
+            raise ServiceError(
+                f'snap {self._snap!r} is not installed, so its services cannot be taken '
+                'down; install it first or remove it from the services given'
+            ) from e
         by_app = {s.name: s for s in services}
         apps = self._apps if self._apps is not None else list(by_app)
         unknown = [app for app in apps if app not in by_app]
@@ -293,9 +291,8 @@ class SnapServices(Services):
         names = list(_snap_services_of(before))
         if not names:
             return
-        self.client.run(
-            lambda: self.client.stop(names, disable=True), what=f'stop of {", ".join(names)}'
-        )
+        client = self.client
+        client.wait_done(client.stop(names, disable=True))
         _systemd.hold(_snap_unit(name) for name in names)
 
     def bring_back(self, before: Mapping[str, Any]) -> None:
@@ -308,20 +305,13 @@ class SnapServices(Services):
         running_only = [n for n, s in services.items() if s['active'] and not s['enabled']]
         # snapd has no "enable without starting": start, then stop what was not running.
         idle_enabled = [n for n, s in services.items() if s['enabled'] and not s['active']]
+        client = self.client
         if enabled:
-            self.client.run(
-                lambda: self.client.start(enabled, enable=True), what=f'start of {enabled}'
-            )
+            client.wait_done(client.start(enabled, enable=True))
         if running_only:
-            self.client.run(
-                lambda: self.client.start(running_only, enable=False),
-                what=f'start of {running_only}',
-            )
+            client.wait_done(client.start(running_only, enable=False))
         if idle_enabled:
-            self.client.run(
-                lambda: self.client.stop(idle_enabled, disable=False),
-                what=f'stop of {idle_enabled}',
-            )
+            client.wait_done(client.stop(idle_enabled, disable=False))
 
 
 def group_from_record(state: Mapping[str, Any]) -> Services | None:

@@ -22,7 +22,9 @@ attributes, not only in its message. Callers branch on the types; each
         ├── ChangeFailed            change-failed: a change ended Error, Undone or Hold
         └── SnapdAPIError           snapd answered an error: .kind is snapd's own kind
             ├── SnapNotInstalled    snap-not-found, snap-not-installed
-            └── ChangeConflict      snap-change-conflict: another change holds the snap
+            ├── ChangeConflict      snap-change-conflict: another change holds the snap
+            ├── RevisionNotAvailable  snap-revision-not-available, snap-channel-not-available
+            └── InterfacesUnchanged interfaces-unchanged: nothing to connect or disconnect
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ __all__ = [
     'ChangeConflict',
     'ChangeFailed',
     'CharmUpgradeError',
+    'InterfacesUnchanged',
     'MigrationError',
+    'RevisionNotAvailable',
     'ServiceError',
     'SnapNotInstalled',
     'SnapRefreshError',
@@ -93,6 +97,9 @@ class SnapdError(CharmUpgradeError):
         status_code: The HTTP status, when snapd answered.
         change_id: The id of the snapd change concerned, if any.
         value: snapd's ``value`` field of the error, if any.
+        request_sent: For a request that timed out or whose connection
+            failed: whether all of it had reached snapd, which may then have
+            acted on it. False otherwise.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class SnapdError(CharmUpgradeError):
         status_code: int | None = None,
         change_id: str | None = None,
         value: object = None,
+        request_sent: bool = False,
     ):
         super().__init__(message)
         self.message = message
@@ -110,6 +118,7 @@ class SnapdError(CharmUpgradeError):
         self.status_code = status_code
         self.change_id = change_id
         self.value = value
+        self.request_sent = request_sent
 
     def __repr__(self) -> str:
         return (
@@ -123,14 +132,18 @@ class SnapdUnreachable(SnapdError):
 
     The socket is missing or refuses connections (snapd is not installed, or
     is restarting), the process may not open it (EACCES) or has no file
-    descriptor left (EMFILE), or its path is too long for a unix socket.
+    descriptor left (EMFILE), its path is too long for a unix socket, or
+    snapd closed the connection before it answered (``request_sent`` then
+    says whether snapd had the whole request). The ``OSError`` is the
+    ``__cause__``.
     """
 
 
 class SnapdTimeout(SnapdError):
     """A request, or a wait for a change, ran out of time (kind ``timeout``).
 
-    A change that was being waited for goes on in snapd: ``change_id`` names it.
+    A change that was being waited for goes on in snapd: ``change_id`` names
+    it. For a request, ``request_sent`` says whether snapd had all of it.
     """
 
 
@@ -171,7 +184,41 @@ class SnapNotInstalled(SnapdAPIError):
 class ChangeConflict(SnapdAPIError):
     """Another change of the snap is in progress (snapd's kind ``snap-change-conflict``).
 
-    ``value`` is snapd's ``{"snap-name": ..., "change-kind": ...}``.
+    ``value`` is snapd's ``{"snap-name": ..., "change-kind": ...}``. snapd
+    answers a conflicting start or stop of services with a plain 400 that
+    carries only the text; the client recognises that text and raises this
+    too, with ``status_code`` 400.
+    """
+
+    @property
+    def snap(self) -> str | None:
+        """The snap that another change holds, if snapd named it."""
+        value = self.value
+        name = value.get('snap-name') if isinstance(value, dict) else None  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        return name if isinstance(name, str) and name else None
+
+    @property
+    def change_kind(self) -> str | None:
+        """The kind of the change in progress (such as ``auto-refresh``), if snapd named it."""
+        value = self.value
+        kind = value.get('change-kind') if isinstance(value, dict) else None  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        return kind if isinstance(kind, str) and kind else None
+
+
+class RevisionNotAvailable(SnapdAPIError):
+    """No revision as asked is available.
+
+    snapd's kinds ``snap-revision-not-available`` and
+    ``snap-channel-not-available``: the store has no such revision, or the
+    channel has none for this architecture.
+    """
+
+
+class InterfacesUnchanged(SnapdAPIError):
+    """snapd had nothing to do (kind ``interfaces-unchanged``).
+
+    Such as a disconnect of a plug that is not connected: a caller that only
+    wants the plug disconnected may treat it as success.
     """
 
 

@@ -49,7 +49,7 @@ myst_enable_extensions = ['deflist']
 
 # charms.reactive and charmhelpers come with the `reactive` extra, and fail to
 # import on hosts that are not Ubuntu: the docs build without them. Nothing
-# else is mocked: ops and snap-http are real dependencies.
+# else is mocked: ops and charm-refresh are real dependencies.
 autodoc_mock_imports = ['charms', 'charmhelpers']
 autodoc_member_order = 'bysource'
 autodoc_typehints = 'signature'

@@ -5,7 +5,7 @@
 Fakes that let the library's real code run in unit tests:
 
 - :class:`FakeSnapd`: snapd's REST API on a real unix socket, with faults to
-  inject, so that snap-http, :mod:`charm_upgrade.snapd` and charm-refresh talk
+  inject, so that :mod:`charm_upgrade.snapd`, charm-refresh and any other client talk
   to it as they would to snapd.
 - :class:`FakeSystemd`: a stand-in ``systemctl`` on ``PATH``.
 

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """A fake of snapd's REST API on a real unix socket: :class:`FakeSnapd`.
 
-snap-http's real code (and any other snapd client) talks to it over HTTP/1.1,
-one request per connection, exactly as it talks to ``/run/snapd.socket``.
+:mod:`charm_upgrade.snapd`, charm-refresh (httpx) and any other snapd client
+talk to it over HTTP/1.1, one request per connection, exactly as they talk to
+``/run/snapd.socket``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ import urllib.parse
 import weakref
 from typing import TYPE_CHECKING, Any, cast
 
-import snap_http.http
-
 from ..snapd import SOCKET_ENV
-from ._fake_snapd_state import READY_STATUSES, RefreshFault, Service, Snap, SnapdState
+from ._fake_snapd_model import (
+    READY_STATUSES,
+    ApiError,
+    Form,
+    RefreshFault,
+    Service,
+    Snap,
+    write_snap_file,
+)
+from ._fake_snapd_state import SnapdState
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from types import TracebackType
 
 __all__ = ['FakeSnapd', 'RecordedRequest']
@@ -51,7 +59,8 @@ class RecordedRequest:
             (also when the client sent ``http://localhost/v2/snaps/foo``).
         query: The query parameters (the last value of a repeated one).
         body: The decoded JSON body; ``None`` if there was none; the text if it
-            was not JSON.
+            was not JSON; for a multipart upload, its fields and, under each
+            file field's name, the file's name.
         time: :func:`time.monotonic` when the request was received.
 
     Example::
@@ -79,14 +88,22 @@ class _Listener:
 class FakeSnapd:
     """A fake snapd serving its REST API on a unix socket, for tests.
 
-    It holds installed snaps with services, runs changes asynchronously (a
-    change goes ``Do`` → ``Doing`` → ``Done`` over ``change_duration``
-    seconds), answers with snapd's envelopes and error kinds, and can inject
-    faults: failing refreshes, conflicting changes, refused connections,
-    unreadable answers and slow answers. It records every request.
+    It holds installed snaps with services, plugs, configuration and
+    refresh holds, and a store of snaps to install; it runs changes
+    asynchronously (a change goes ``Do`` → ``Doing`` → ``Done`` over
+    ``change_duration`` seconds), answers with snapd's envelopes and error
+    kinds, and can inject faults: failing refreshes, conflicting changes,
+    refused connections, unreadable, slow and lost answers. It records every
+    request.
 
-    Used as a context manager it starts, and points both snap-http
-    (``snap_http.http.SNAPD_SOCKET``) and charm-upgrade
+    The endpoints: ``/v2/snaps`` (list; sideload of a file made by
+    :meth:`write_snap_file`), ``/v2/snaps/{name}`` (refresh, revert, install,
+    hold, unhold), ``/v2/snaps/{name}/conf``, ``/v2/apps``, ``/v2/changes``,
+    ``/v2/interfaces`` (connect, disconnect), ``/v2/connections`` and
+    ``/v2/system-info``. A contract test holds the answers to those of the
+    real snapd 2.68 and 2.57.
+
+    Used as a context manager it starts, and points charm-upgrade
     (``$CHARM_UPGRADE_SNAPD_SOCKET``) at itself until the block ends.
 
     Args:
@@ -94,15 +111,16 @@ class FakeSnapd:
             ``/tmp`` by default (unix socket paths must be short, which
             pytest's ``tmp_path`` may not be).
         change_duration: Seconds each change takes from spawn to ready.
+        version: The snapd version to behave as: ``2.68`` by default; below
+            ``2.58``, as 2.57 (no ``hold``, older error answers).
 
     Example::
 
-        with FakeSnapd() as snapd:
-            snapd.add_snap('foo', revision='1', revisions=['2'])
-            change = snap_http.refresh('foo', revision='2').change
-            snapd.wait_idle()
-            assert snapd.revision('foo') == '2'
-            assert snap_http.check_change(change).result['status'] == 'Done'
+        with FakeSnapd() as fake:
+            fake.add_snap('foo', revision='1', revisions=['2'])
+            snapd = charm_upgrade.snapd.Snapd()
+            change = snapd.wait_done(snapd.refresh('foo', '2'))
+            assert fake.revision('foo') == '2'
     """
 
     def __init__(
@@ -110,6 +128,7 @@ class FakeSnapd:
         socket_path: str | os.PathLike[str] | None = None,
         *,
         change_duration: float = 0.05,
+        version: str = '2.68',
     ):
         self._own_dir: str | None = None
         if socket_path is None:
@@ -125,9 +144,10 @@ class FakeSnapd:
                 f'socket path {self._path!r} is longer than {_MAX_SOCKET_PATH} bytes, '
                 'too long for a unix socket; use a shorter one (tempfile.mkdtemp(dir="/tmp"))'
             )
-        self._state = SnapdState(change_duration)
+        self._state = SnapdState(change_duration, version)
         self._requests: list[RecordedRequest] = []
         self._garbage = 0
+        self._drops = 0
         self._delays: list[float] = []
         # _life guards starting, stopping and the listener; it is never held
         # while joining a thread that may take it (the scheduler's rebind).
@@ -138,7 +158,7 @@ class FakeSnapd:
         self._stopping = threading.Event()
         self._handlers: dict[threading.Thread, socket.socket] = {}
         self._handlers_lock = threading.Lock()
-        self._saved: list[tuple[str | None, str]] = []
+        self._saved: list[str | None] = []
 
     # Life cycle -----------------------------------------------------------------
 
@@ -198,9 +218,8 @@ class FakeSnapd:
 
     def __enter__(self) -> FakeSnapd:
         self.start()
-        self._saved.append((os.environ.get(SOCKET_ENV), snap_http.http.SNAPD_SOCKET))
+        self._saved.append(os.environ.get(SOCKET_ENV))
         os.environ[SOCKET_ENV] = self._path
-        snap_http.http.SNAPD_SOCKET = self._path
         return self
 
     def __exit__(
@@ -209,12 +228,11 @@ class FakeSnapd:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        env, module_socket = self._saved.pop()
+        env = self._saved.pop()
         if env is None:
             os.environ.pop(SOCKET_ENV, None)
         else:
             os.environ[SOCKET_ENV] = env
-        snap_http.http.SNAPD_SOCKET = module_socket
         self.stop()
 
     # Snaps and services ---------------------------------------------------------
@@ -230,18 +248,26 @@ class FakeSnapd:
         channel: str = '',
         enabled: bool = True,
         active: bool = True,
+        plugs: Iterable[str] = (),
+        confinement: str = 'strict',
     ) -> None:
         """Install a snap (replacing one of that name).
 
         Args:
             name: The snap's name.
-            revision: The installed revision.
+            revision: The installed revision: a store one (``'5'``), or a
+                local one (``'x1'``), which snapd refreshes only to revisions
+                on disk.
             services: Its services (``snap.app`` names without the ``snap.``).
-            revisions: Other revisions a refresh may go to (the installed one always can).
+            revisions: Other revisions a refresh may go to (the installed one
+                always can): the store's, or for a local snap those on disk.
             version: Its version string.
             channel: The channel it tracks; ``''`` for a local install.
             enabled: Whether every service starts at boot (is not disabled).
             active: Whether every service is running.
+            plugs: Its plugs, not connected; each connects to the system's
+                slot of the same name (its interface).
+            confinement: ``strict``, ``classic`` or ``devmode``.
 
         Example::
 
@@ -258,6 +284,8 @@ class FakeSnapd:
                 version=version,
                 channel=channel,
                 services={app: Service(enabled, active) for app in services},
+                confinement=confinement,
+                plugs={plug: plug for plug in plugs},
             )
 
     def add_store_snap(
@@ -267,16 +295,30 @@ class FakeSnapd:
         revisions: Iterable[str],
         services: Iterable[str] = ('daemon',),
         version: str = '1.0',
+        channels: Mapping[str, str] | None = None,
+        confinement: str = 'strict',
+        plugs: Iterable[str] = (),
     ) -> None:
         """Offer a snap that is not installed, as if from the store.
 
-        ``POST /v2/snaps/{name}`` with ``install`` (a revision among
-        ``revisions``, or the highest) installs it, its services enabled and
-        running when the change is done.
+        ``POST /v2/snaps/{name}`` with ``install`` installs it, its services
+        enabled and running when the change is done: the revision asked, or
+        the channel's (``latest/stable`` by default), or the highest.
+
+        Args:
+            name: The snap's name.
+            revisions: The revisions the store has.
+            services: Its services.
+            version: Its version string.
+            channels: Which revision each channel has (``{'latest/edge':
+                '11'}``); without it every channel has the highest revision.
+            confinement: ``classic`` makes snapd refuse an install without
+                ``classic`` (kind ``snap-needs-classic``).
+            plugs: Its plugs, as in :meth:`add_snap`.
 
         Example::
 
-            snapd.add_store_snap('foo', revisions=['10', '11'])
+            snapd.add_store_snap('foo', revisions=['10', '11'], channels={'latest/edge': '11'})
         """
         revisions = list(revisions)
         if not revisions:
@@ -290,7 +332,29 @@ class FakeSnapd:
                 version=version,
                 channel='latest/stable',
                 services={app: Service(True, True) for app in services},
+                confinement=confinement,
+                plugs={plug: plug for plug in plugs},
+                channels={
+                    (k if '/' in k else f'latest/{k}'): v for k, v in (channels or {}).items()
+                },
             )
+
+    write_snap_file = staticmethod(write_snap_file)
+
+    def hold(self, name: str) -> str:
+        """Until when refreshes of snap ``name`` are held (snapd's ``hold``), ``''`` if not."""
+        with self._state.lock:
+            return self._snap(name).hold
+
+    def conf(self, name: str) -> dict[str, Any]:
+        """The configuration of snap ``name`` (a copy)."""
+        with self._state.lock:
+            return json.loads(json.dumps(self._snap(name).conf))
+
+    def connections(self) -> list[tuple[str, str]]:
+        """The interface connections, as ``('snap:plug', 'snap:slot')`` pairs, sorted."""
+        with self._state.lock:
+            return [(f'{a}:{b}', f'{c}:{d}') for a, b, c, d in sorted(self._state.connections)]
 
     def revision(self, name: str) -> str:
         """Return the installed revision of snap ``name`` (KeyError if not installed)."""
@@ -394,10 +458,9 @@ class FakeSnapd:
 
         Example::
 
-            snapd.fail_next_refresh()
-            change = snap_http.refresh('foo', revision='2').change
-            snapd.wait_idle()
-            assert snapd.revision('foo') == '1'
+            fake.fail_next_refresh()
+            change = snapd.wait_change(snapd.refresh('foo', '2'))
+            assert (change.status, fake.revision('foo')) == ('Error', '1')
         """
         with self._state.lock:
             self._state.refresh_faults.append(RefreshFault(undo, error, duration))
@@ -405,7 +468,8 @@ class FakeSnapd:
     def start_change(self, snap: str, *, kind: str = 'auto-refresh', duration: float = 1.0) -> str:
         """Start a change of ``snap`` that does nothing and ends ``Done`` after ``duration``.
 
-        Meanwhile writes naming the snap get 409 ``snap-change-conflict``.
+        Meanwhile writes naming the snap get 409 ``snap-change-conflict`` (a
+        start or stop of its services, snapd's plain 400 with the same text).
         Returns the change's id.
 
         Example::
@@ -416,9 +480,11 @@ class FakeSnapd:
             return self._state.start_change(snap, kind, duration).id
 
     def conflict_next(self, count: int = 1, *, change_kind: str = 'auto-refresh') -> None:
-        """Answer the next ``count`` writes with 409 ``snap-change-conflict`` and do nothing.
+        """Answer the next ``count`` writes as conflicting with a change, and do nothing.
 
-        Writes are ``POST /v2/snaps/{name}`` and ``POST /v2/apps``.
+        Writes are refresh, revert, install, sideload, configuration and
+        interface requests (409 ``snap-change-conflict``) and service control
+        (``POST /v2/apps``: 400 with the conflict's text, as snapd answers).
         """
         with self._state.lock:
             self._state.conflicts.extend([change_kind] * count)
@@ -459,6 +525,15 @@ class FakeSnapd:
         """
         with self._state.lock:
             self._delays += [seconds] * count
+
+    def drop_next(self, count: int = 1) -> None:
+        """Act on the next ``count`` requests, then hang up without an answer.
+
+        As when snapd restarts right after it accepted a write: the change
+        exists, the client never hears of it.
+        """
+        with self._state.lock:
+            self._drops += count
 
     # Serving --------------------------------------------------------------------
 
@@ -517,18 +592,38 @@ class FakeSnapd:
             self._handlers[thread] = conn
 
     def _serve(
-        self, method: str, path: str, query: dict[str, str], body: Any
-    ) -> tuple[int, bytes, float]:
-        """Record and answer a request: (status, body, seconds to wait before sending)."""
+        self, method: str, path: str, query: dict[str, str], content_type: str, raw: bytes
+    ) -> tuple[int, bytes | None, float]:
+        """Record and answer a request: (status, body or None to hang up, delay before it)."""
+        body: Any = None
+        recorded: Any = None
+        if content_type.startswith('multipart/'):
+            try:
+                body = Form.parse(content_type, raw)
+            except ApiError as e:
+                body = e
+            else:
+                files = {name: filename for name, (filename, _) in body.files.items()}
+                recorded = {**body.fields, **files}
+        elif raw:
+            try:
+                body = recorded = json.loads(raw)
+            except ValueError:
+                body = recorded = raw.decode(errors='replace')
         with self._state.lock:
-            self._requests.append(RecordedRequest(method, path, query, body, time.monotonic()))
+            self._requests.append(RecordedRequest(method, path, query, recorded, time.monotonic()))
             delay = self._delays.pop(0) if self._delays else 0.0
             garbage = self._garbage > 0
             self._garbage -= int(garbage)
+            drop = self._drops > 0
+            self._drops -= int(drop)
         if garbage:
             return 200, _GARBAGE, delay
-        status, envelope = self._state.handle(method, path, query, body)
-        return status, json.dumps(envelope).encode(), delay
+        if isinstance(body, ApiError):
+            status, envelope = body.status, body.envelope()
+        else:
+            status, envelope = self._state.handle(method, path, query, body)
+        return status, None if drop else json.dumps(envelope).encode(), delay
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
@@ -572,15 +667,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with contextlib.suppress(ValueError):
             length = int(self.headers.get('Content-Length') or 0)
         raw = self.rfile.read(length) if length > 0 else b''
-        body: Any = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = raw.decode(errors='replace')
-        status, data, delay = server.fake._serve(self.command, target.path or '/', query, body)
+        content_type = self.headers.get('Content-Type') or ''
+        status, data, delay = server.fake._serve(
+            self.command, target.path or '/', query, content_type, raw
+        )
         if delay and server.fake._stopping.wait(delay):
             return  # stopping: hang up without an answer
+        if data is None:
+            self.close_connection = True
+            return  # drop_next: hang up without an answer
         self.close_connection = True
         with contextlib.suppress(OSError):  # the client may have given up
             self.send_response(status)

@@ -1,315 +1,102 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""The state behind :class:`~charm_upgrade.testing.FakeSnapd` and snapd's REST semantics.
+"""The REST semantics of :class:`~charm_upgrade.testing.FakeSnapd`: :class:`SnapdState`.
 
 Everything here runs under :attr:`SnapdState.lock`; the HTTP layer in
 ``_fake_snapd`` only parses requests, calls :meth:`SnapdState.handle` and
 writes the answer. Changes progress on a :class:`Scheduler` thread.
+
+The answers follow snapd 2.68 (Debian trixie), or 2.57 (Debian bookworm) for
+a version below 2.58, as the contract test checks against both: the fields,
+the statuses, the error kinds, and the texts of the errors snapd sends
+without a kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import heapq
-import http
 import itertools
 import json
-import sys
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from ._fake_snapd_model import (
+    READY_STATUSES,
+    SYSTEM_SNAP,
+    ApiError,
+    Change,
+    Form,
+    RefreshFault,
+    Scheduler,
+    Service,
+    Snap,
+    Task,
+    conflict,
+    envelope,
+    hold_until,
+    now,
+    parse_revision,
+    read_snap_file,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-READY_STATUSES = frozenset({'Done', 'Undone', 'Hold', 'Error'})
+__all__ = ['READY_STATUSES', 'RefreshFault', 'Service', 'Snap', 'SnapdState', 'parse_revision']
+
 _SELECTS = ('all', 'in-progress', 'ready')
+_Connection = tuple[str, str, str, str]  # plug snap, plug, slot snap, slot
 
 
-class ApiError(Exception):
-    """An error answer of the REST API: status code, message, optional kind and value."""
-
-    def __init__(self, status: int, message: str, *, kind: str = '', value: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
-        self.value = value
-
-    def envelope(self) -> dict[str, Any]:
-        """Return snapd's error envelope for this error."""
-        result: dict[str, Any] = {'message': self.message}
-        if self.kind:
-            result['kind'] = self.kind
-        if self.value is not None:
-            result['value'] = self.value
-        return _envelope('error', self.status, result)
+def _version(text: str) -> tuple[int, ...]:
+    digits = text.split('+')[0].split('-')[0]
+    return tuple(int(part) for part in digits.split('.') if part.isdigit())
 
 
-def _envelope(type_: str, status: int, result: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        'type': type_,
-        'status-code': status,
-        'status': http.HTTPStatus(status).phrase,
-        'result': result,
-        **extra,
-    }
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace('+00:00', 'Z')
-
-
-def _conflict(snap: str, change_kind: str) -> ApiError:
-    return ApiError(
-        409,
-        f'snap "{snap}" has "{change_kind}" change in progress',
-        kind='snap-change-conflict',
-        value={'snap-name': snap, 'change-kind': change_kind},
-    )
-
-
-def parse_revision(value: object) -> str | None:
-    """Parse a ``revision`` of a request body as snapd does; None means unset.
-
-    Raises:
-        ApiError: the value is not a revision (snapd's 400 ``invalid snap revision``).
-    """
-    text = ''
-    if isinstance(value, int) and not isinstance(value, bool):
-        text = str(value) if value >= 0 else f'x{-value}'
-    elif isinstance(value, str):
-        text = value
-    if text == 'unset':
-        return None
-    digits = text[1:] if text.startswith('x') else text
-    if digits.isascii() and digits.isdigit() and (int(digits) > 0 or digits == text):
-        number = int(digits)
-        if number == 0:
-            return None
-        return f'x{number}' if text.startswith('x') else str(number)
-    raise ApiError(
-        400,
-        'cannot decode request body into snap instruction: '
-        f'invalid snap revision: {json.dumps(json.dumps(value))}',
-    )
-
-
-@dataclasses.dataclass
-class Service:
-    """One service of a fake snap."""
-
-    enabled: bool
-    active: bool
-
-
-@dataclasses.dataclass
-class Snap:
-    """One installed fake snap."""
-
-    name: str
-    revision: str
-    available: set[str]
-    sequence: list[str]
-    version: str
-    channel: str
-    services: dict[str, Service]
-    hold: str = ''
-    hold_time: str = ''
-
-    def app_info(self, app: str) -> dict[str, Any]:
-        """Return an app as ``GET /v2/apps`` lists it (``enabled``/``active`` only if true)."""
-        service = self.services[app]
-        info: dict[str, Any] = {'snap': self.name, 'name': app, 'daemon': 'simple'}
-        if service.enabled:
-            info['enabled'] = True
-        if service.active:
-            info['active'] = True
-        return info
-
-    def info(self) -> dict[str, Any]:
-        """Return the snap as ``GET /v2/snaps/{name}`` reports it."""
-        info: dict[str, Any] = {
-            'id': f'fake-snap-id-{self.name}',
-            'name': self.name,
-            'type': 'app',
-            'version': self.version,
-            'revision': self.revision,
-            'confinement': 'strict',
-            'status': 'active',
-            'apps': [self.app_info(app) for app in sorted(self.services)],
-        }
-        if self.channel:
-            info['channel'] = info['tracking-channel'] = self.channel
-        if self.hold:
-            info['hold'] = self.hold_time
-        return info
-
-
-@dataclasses.dataclass
-class Task:
-    """One task of a change."""
-
-    id: str
-    kind: str
-    summary: str
-    status: str = 'Do'
-    spawn_time: str = dataclasses.field(default_factory=_now)
-    ready_time: str = ''
-
-    def set(self, status: str) -> None:
-        """Move the task to ``status``, stamping its ready time when it becomes ready."""
-        self.status = status
-        if status in READY_STATUSES and not self.ready_time:
-            self.ready_time = _now()
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the task as snapd serves it."""
-        ready = self.status in READY_STATUSES
-        out: dict[str, Any] = {
-            'id': self.id,
-            'kind': self.kind,
-            'summary': self.summary,
-            'status': self.status,
-            'progress': {'label': '', 'done': int(ready), 'total': 1},
-            'spawn-time': self.spawn_time,
-        }
-        if self.ready_time:
-            out['ready-time'] = self.ready_time
-        return out
-
-
-@dataclasses.dataclass
-class Change:
-    """A change (an asynchronous operation) and its tasks."""
-
-    id: str
-    kind: str
-    summary: str
-    snaps: list[str]
-    tasks: list[Task]
-    status: str = 'Do'
-    err: str = ''
-    spawn_time: str = dataclasses.field(default_factory=_now)
-    spawn_mono: float = dataclasses.field(default_factory=time.monotonic)
-    ready_time: str = ''
-    ready_mono: float | None = None
-
-    @property
-    def ready(self) -> bool:
-        """Whether snapd would report the change ready."""
-        return self.status in READY_STATUSES
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the change as ``GET /v2/changes/{id}`` serves it."""
-        out: dict[str, Any] = {
-            'id': self.id,
-            'kind': self.kind,
-            'summary': self.summary,
-            'status': self.status,
-            'ready': self.ready,
-            'spawn-time': self.spawn_time,
-            'tasks': [task.to_json() for task in self.tasks],
-        }
-        if self.err:
-            out['err'] = self.err
-        if self.ready_time:
-            out['ready-time'] = self.ready_time
-        return out
-
-
-@dataclasses.dataclass(frozen=True)
-class RefreshFault:
-    """How the next refresh fails (see ``FakeSnapd.fail_next_refresh``)."""
-
-    undo: bool
-    error: str
-    duration: float | None
-
-
-class Scheduler:
-    """Runs callbacks at given times on one daemon thread; stop() drops what is pending."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-
-    def start(self) -> None:
-        """Start the thread (no-op if running)."""
-        with self._cond:
-            if self._thread is not None:
-                return
-            self._stopping = False
-            self._thread = threading.Thread(
-                target=self._run, name='fake-snapd-scheduler', daemon=True
-            )
-            self._thread.start()
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the scheduler thread in ``delay`` seconds."""
-        with self._cond:
-            due = time.monotonic() + max(0.0, delay)
-            heapq.heappush(self._heap, (due, next(self._seq), callback))
-            self._cond.notify()
-
-    def stop(self) -> None:
-        """Drop the pending callbacks and join the thread (no-op if stopped)."""
-        with self._cond:
-            thread, self._thread = self._thread, None
-            self._stopping = True
-            self._heap.clear()
-            self._cond.notify()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping:
-                    now = time.monotonic()
-                    if self._heap and self._heap[0][0] <= now:
-                        break
-                    self._cond.wait(self._heap[0][0] - now if self._heap else None)
-                if self._stopping:
-                    return
-                callback = heapq.heappop(self._heap)[2]
-            try:
-                callback()
-            except Exception:  # a bug in the fake: report it, keep serving
-                exc_type, exc, tb = sys.exc_info()
-                assert exc_type is not None
-                threading.excepthook(
-                    threading.ExceptHookArgs((exc_type, exc, tb, threading.current_thread()))
-                )
+def _channel(text: str) -> str:
+    """A channel as snapd writes it: ``stable`` is ``latest/stable``."""
+    return text if '/' in text else f'latest/{text}'
 
 
 class SnapdState:
-    """The fake's snaps, changes and pending faults, all guarded by :attr:`lock`."""
+    """The fake's snaps, changes and pending faults, all guarded by :attr:`lock`.
 
-    def __init__(self, change_duration: float) -> None:
+    Args:
+        change_duration: Seconds each change takes from spawn to ready.
+        version: The snapd version to answer as (``2.68``, ``2.57``...).
+    """
+
+    def __init__(self, change_duration: float, version: str = '2.68') -> None:
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)
         self.scheduler = Scheduler()
         self.snaps: dict[str, Snap] = {}
         self.changes: dict[str, Change] = {}
         self.change_duration = change_duration
+        self.version = version
         self.refresh_faults: deque[RefreshFault] = deque()
         self.conflicts: deque[str] = deque()
         self.store: dict[str, Snap] = {}
+        self.connections: dict[_Connection, bool] = {}  # -> made by hand
         self._change_ids = itertools.count(1)
         self._task_ids = itertools.count(1)
+
+    @property
+    def holds_supported(self) -> bool:
+        """Whether this snapd knows the ``hold`` action (2.58 and later)."""
+        return _version(self.version) >= (2, 58)
 
     # Entry point --------------------------------------------------------------
 
     def handle(
         self, method: str, path: str, query: dict[str, str], body: Any
     ) -> tuple[int, dict[str, Any]]:
-        """Answer one request: return the status code and the JSON envelope."""
+        """Answer one request: return the status code and the JSON envelope.
+
+        ``body`` is the decoded JSON, or a :class:`Form` for a multipart body.
+        """
         with self.lock:
             try:
                 return self._route(method, path, query, body)
@@ -320,36 +107,51 @@ class SnapdState:
         self, method: str, path: str, query: dict[str, str], body: Any
     ) -> tuple[int, dict[str, Any]]:
         parts = path.rstrip('/').split('/')[1:]
-        if len(parts) < 2 or parts[0] != 'v2' or len(parts) > 3:
+        if len(parts) < 2 or parts[0] != 'v2' or len(parts) > 4:
             raise ApiError(404, 'not found')
-        endpoint, arg = parts[1], (parts[2] if len(parts) == 3 else None)
-        routes: dict[tuple[str, bool], dict[str, Callable[[], Any]]] = {
-            ('snaps', False): {
+        endpoint, rest = parts[1], tuple(parts[2:])
+        arg = rest[0] if rest else ''
+        routes: dict[tuple[str, int], dict[str, Callable[[], Any]]] = {
+            ('snaps', 0): {
                 'GET': lambda: self._list_snaps(query),
-                'POST': lambda: self._refuse_multi(),
+                'POST': lambda: self._sideload(body),
             },
-            ('snaps', True): {
-                'GET': lambda: self._snap(arg or '').info(),
-                'POST': lambda: self._snap_action(arg or '', body),
+            ('snaps', 1): {
+                'GET': lambda: self._snap(arg).info(),
+                'POST': lambda: self._snap_action(arg, body),
             },
-            ('apps', False): {
+            ('apps', 0): {
                 'GET': lambda: self._list_apps(query),
                 'POST': lambda: self._service_control(body),
             },
-            ('changes', False): {'GET': lambda: self._list_changes(query)},
-            ('changes', True): {'GET': lambda: self._change(arg or '').to_json()},
+            ('changes', 0): {'GET': lambda: self._list_changes(query)},
+            ('changes', 1): {'GET': lambda: self._change(arg).to_json()},
+            ('interfaces', 0): {'POST': lambda: self._interfaces(body)},
+            ('connections', 0): {'GET': lambda: self._list_connections(query)},
+            ('system-info', 0): {'GET': self._system_info},
         }
-        methods = routes.get((endpoint, arg is not None))
+        if endpoint == 'snaps' and rest[1:] == ('conf',):
+            methods: dict[str, Callable[[], Any]] | None = {
+                'GET': lambda: self._get_conf(arg, query),
+                'PUT': lambda: self._set_conf(arg, body),
+            }
+        else:
+            methods = routes.get((endpoint, len(rest)))
         if methods is None:
             raise ApiError(404, 'not found')
         if method not in methods:
             raise ApiError(405, f'method "{method}" not allowed')
         result = methods[method]()
         if isinstance(result, Change):
-            return 202, _envelope('async', 202, None, change=result.id)
-        return 200, _envelope('sync', 200, result)
+            return 202, envelope('async', 202, None, change=result.id)
+        if endpoint == 'snaps' and not rest and method == 'GET':
+            return 200, envelope('sync', 200, result, sources=['local'])
+        return 200, envelope('sync', 200, result)
 
     # Reads ----------------------------------------------------------------------
+
+    def _system_info(self) -> dict[str, Any]:
+        return {'version': self.version, 'series': '16', 'on-classic': True}
 
     def _snap(self, name: str) -> Snap:
         snap = self.snaps.get(name)
@@ -407,68 +209,126 @@ class SnapdState:
             and (select == 'all' or change.ready == (select == 'ready'))
         ]
 
+    def _get_conf(self, name: str, query: dict[str, str]) -> dict[str, Any]:
+        # snapd answers a snap it does not know with an empty configuration.
+        conf = self.snaps[name].conf if name in self.snaps else {}
+        keys = [k for k in query.get('keys', '').split(',') if k]
+        if not keys:
+            return json.loads(json.dumps(conf))
+        result: dict[str, Any] = {}
+        for key in keys:
+            node: Any = conf
+            for part in key.split('.'):
+                if not isinstance(node, dict) or part not in node:
+                    raise ApiError(
+                        400,
+                        f'snap "{name}" has no "{key}" configuration option',
+                        kind='option-not-found',
+                        value={'SnapName': name, 'Key': key},
+                    )
+                node = cast('dict[str, Any]', node)[part]
+            result[key] = json.loads(json.dumps(node))
+        return result
+
+    def _list_connections(self, query: dict[str, str]) -> dict[str, Any]:
+        snap = query.get('snap', '')
+        established = [
+            {
+                'slot': {'snap': slot_snap, 'slot': slot},
+                'plug': {'snap': plug_snap, 'plug': plug},
+                'interface': self._interface(plug_snap, plug),
+                **({'manual': True} if manual else {}),
+            }
+            for (plug_snap, plug, slot_snap, slot), manual in sorted(self.connections.items())
+            if not snap or snap in (plug_snap, slot_snap)
+        ]
+        return {'established': established, 'plugs': [], 'slots': []}
+
+    def _interface(self, snap: str, plug: str) -> str:
+        owner = self.snaps.get(snap)
+        return owner.plugs.get(plug, plug) if owner is not None else plug
+
     # Writes ---------------------------------------------------------------------
 
-    def _check_conflict(self, snaps: Iterable[str]) -> None:
+    def _check_conflict(self, snaps: Iterable[str], *, kind: bool = True) -> None:
         snaps = list(snaps)
         if self.conflicts:
-            raise _conflict(snaps[0] if snaps else '', self.conflicts.popleft())
+            raise conflict(snaps[0] if snaps else '', self.conflicts.popleft(), kind=kind)
         for change in self.changes.values():
             busy = [s for s in snaps if s in change.snaps]
             if busy and not change.ready:
-                raise _conflict(busy[0], change.kind)
-
-    @staticmethod
-    def _refuse_multi() -> Any:
-        raise ApiError(400, 'the fake snapd does not implement multi-snap operations')
+                raise conflict(busy[0], change.kind, kind=kind)
 
     def _snap_action(self, name: str, body: Any) -> Change:
         if not isinstance(body, dict):
-            raise ApiError(400, 'cannot decode request body into snap instruction')
-        instruction: dict[str, Any] = body  # pyright: ignore[reportUnknownVariableType]
+            raise ApiError(400, 'cannot decode request body into snap instruction: EOF')
+        instruction = cast('dict[str, Any]', body)
         action = instruction.get('action')
         revision = parse_revision(instruction['revision']) if 'revision' in instruction else None
-        if action not in ('refresh', 'revert', 'hold', 'unhold', 'install'):
+        holds = ('hold', 'unhold') if self.holds_supported else ()
+        if action not in ('refresh', 'revert', 'install', *holds):
             if action in ('remove', 'enable', 'disable', 'switch'):
                 raise ApiError(400, f'the fake snapd does not implement action "{action}"')
-            raise ApiError(400, f'unknown action "{action}"')
+            raise ApiError(400, f'unknown action {action}')
         snap = self.snaps.get(name)
         if action == 'install':
-            if snap is None and name in self.store:
-                return self._install(self.store[name], revision)
-            if snap is None:
-                raise ApiError(404, 'snap not found', kind='snap-not-found', value=name)
-            raise ApiError(
-                400,
-                f'snap "{name}" is already installed',
-                kind='snap-already-installed',
-                value=name,
-            )
+            if snap is not None:
+                raise ApiError(
+                    400,
+                    f'snap "{name}" is already installed',
+                    kind='snap-already-installed',
+                    value=name,
+                )
+            return self._install(name, revision, instruction)
+        if action in ('hold', 'unhold'):
+            return self._hold(name, snap, instruction)
         if snap is None:
+            if self.holds_supported:  # 2.68 sends this one without a kind
+                raise ApiError(400, f'cannot {action} "{name}": snap "{name}" is not installed')
             raise ApiError(
                 400, f'snap "{name}" is not installed', kind='snap-not-installed', value=name
             )
         self._check_conflict([name])
         if action == 'refresh':
             return self._refresh(snap, revision, instruction.get('channel'))
-        if action == 'revert':
-            return self._revert(snap, revision)
-        if action == 'hold':
-            snap.hold = str(instruction.get('hold-level') or 'general')
-            until = instruction.get('time') or 'forever'
-            snap.hold_time = '2126-01-01T00:00:00Z' if until == 'forever' else str(until)
-            summary = f'Hold {snap.hold} refreshes for "{name}"'
-        else:
-            snap.hold = snap.hold_time = ''
-            summary = f'Remove refresh hold on "{name}"'
-        change = self._new_change(f'{action}-snap', summary, [name], [])
+        return self._revert(snap, revision)
+
+    def _hold(self, name: str, snap: Snap | None, instruction: dict[str, Any]) -> Change:
+        if instruction['action'] == 'unhold':
+            # snapd removes a hold of a snap it does not know without a word.
+            if snap is not None:
+                snap.hold = ''
+            change = self._new_change('unhold-snap', f'Remove refresh hold on "{name}"', [name])
+            self._finish(change, 'Done')
+            return change
+        level = instruction.get('hold-level')
+        time_ = instruction.get('time')
+        if not isinstance(time_, str) or not time_:
+            raise ApiError(400, 'hold action requires a non-empty time value')
+        if level not in ('general', 'auto-refresh'):
+            raise ApiError(
+                400, 'hold action requires hold-level to be either "auto-refresh" or "general"'
+            )
+        until = hold_until(time_)
+        if snap is None:
+            raise ApiError(400, f'cannot hold "{name}": snap "{name}" is not installed')
+        snap.hold = until
+        what = 'general refreshes' if level == 'general' else 'auto-refreshes'
+        change = self._new_change('hold-snap', f'Hold {what} for "{name}"', [name])
         self._finish(change, 'Done')
         return change
 
     def _refresh(self, snap: Snap, revision: str | None, channel: Any) -> Change:
+        if snap.local and (revision is None or revision not in snap.available):
+            # A local snap has no store to ask: only revisions on disk.
+            raise ApiError(
+                400, 'cannot perform operation on local snap', kind='snap-local', value=''
+            )
         if revision is None:
+            if isinstance(channel, str) and channel and snap.channels:
+                revision = snap.channels.get(_channel(channel))
             store = [r for r in snap.available if r.isdigit()]
-            revision = max(store, key=int) if store else snap.revision
+            revision = revision or (max(store, key=int) if store else snap.revision)
             if revision == snap.revision and not channel:
                 raise ApiError(
                     400,
@@ -484,42 +344,93 @@ class SnapdState:
                 value=snap.name,
             )
         if isinstance(channel, str) and channel:
-            snap.channel = channel
+            snap.channel = _channel(channel)
         fault = self.refresh_faults.popleft() if self.refresh_faults else None
         return self._relink(snap, revision, 'refresh-snap', f'Refresh "{snap.name}" snap', fault)
 
-    def _install(self, offer: Snap, revision: str | None) -> Change:
+    def _install(self, name: str, revision: str | None, instruction: dict[str, Any]) -> Change:
+        offer = self.store.get(name)
+        if offer is None:
+            raise ApiError(404, 'snap not found', kind='snap-not-found', value=name)
+        channel = instruction.get('channel')
+        tracking = _channel(channel) if isinstance(channel, str) and channel else 'latest/stable'
         if revision is None:
-            revision = max(offer.available, key=lambda r: int(r.lstrip('x')))
+            if offer.channels:
+                revision = offer.channels.get(tracking)
+                if revision is None:
+                    raise ApiError(
+                        404,
+                        f'no snap revision on specified channel "{tracking}"',
+                        kind='snap-channel-not-available',
+                        value=name,
+                    )
+            else:
+                revision = max(offer.available, key=lambda r: int(r.lstrip('x')))
         elif revision not in offer.available:
             raise ApiError(
                 404,
                 'no snap revision available as specified',
                 kind='snap-revision-not-available',
-                value=offer.name,
+                value=name,
             )
-        self._check_conflict([offer.name])
-        task = self._task('link-snap', f'Make snap "{offer.name}" ({revision}) available')
-        task.set('Doing')
-        change = self._new_change(
-            'install-snap', f'Install "{offer.name}" snap', [offer.name], [task]
+        _check_classic(name, offer.confinement, bool(instruction.get('classic')))
+        self._check_conflict([name])
+        installed = dataclasses.replace(
+            offer,
+            revision=revision,
+            sequence=[revision],
+            available=set(offer.available),
+            channel=tracking,
+            services={app: Service(True, True) for app in offer.services},
+            conf={},
         )
-        change.status = 'Doing'
+        return self._add(installed, f'Install "{name}" snap')
 
-        def finish() -> None:
-            # The snap appears, its services enabled and started, when the change ends.
-            self.snaps[offer.name] = dataclasses.replace(
-                offer,
-                revision=revision,
-                sequence=[revision],
-                available=set(offer.available),
-                services={app: Service(True, True) for app in offer.services},
+    def _add(self, snap: Snap, summary: str) -> Change:
+        """A change that installs ``snap`` (not installed yet): its services run when done."""
+
+        def link() -> None:
+            self.snaps[snap.name] = snap
+
+        task = f'Make snap "{snap.name}" ({snap.revision}) available'
+        return self._one_task('install-snap', summary, [snap.name], 'link-snap', task, link)
+
+    def _sideload(self, body: Any) -> Change:
+        if not isinstance(body, Form):
+            raise ApiError(400, 'the fake snapd does not implement multi-snap operations')
+        if 'snap' not in body.files:
+            raise ApiError(400, 'cannot find "snap" file field in provided multipart/form-data')
+        filename, content = body.files['snap']
+        if body.fields.get('dangerous') != 'true':
+            raise ApiError(
+                400, f'cannot find signatures with metadata for snap/component "{filename}"'
             )
-            task.set('Done')
-            self._finish(change, 'Done')
-
-        self._schedule(change, self.change_duration, finish)
-        return change
+        manifest = read_snap_file(filename, content)
+        name = str(manifest['name'])
+        confinement = str(manifest.get('confinement', 'strict'))
+        _check_classic(name, confinement, body.fields.get('classic') == 'true')
+        self._check_conflict([name])
+        snap = self.snaps.get(name)
+        on_disk = [*(snap.available if snap else ()), *(snap.sequence if snap else ())]
+        revision = f'x{max((int(r[1:]) for r in on_disk if r[:1] == "x"), default=0) + 1}'
+        summary = f'Install "{name}" snap from file "{filename}"'
+        services = [str(s) for s in cast('list[Any]', manifest.get('services', []))]
+        if snap is None:
+            new = Snap(
+                name=name,
+                revision=revision,
+                available={revision},
+                sequence=[revision],
+                version=str(manifest.get('version', '')),
+                channel='',
+                services={app: Service(True, True) for app in services},
+                confinement=confinement,
+                plugs={str(p): str(p) for p in cast('list[Any]', manifest.get('plugs', []))},
+            )
+            return self._add(new, summary)
+        snap.available.add(revision)
+        snap.version = str(manifest.get('version', snap.version))
+        return self._relink(snap, revision, 'install-snap', summary, None)
 
     def _revert(self, snap: Snap, revision: str | None) -> Change:
         index = snap.sequence.index(snap.revision)
@@ -559,7 +470,7 @@ class SnapdState:
         def link_target() -> None:
             snap = self.snaps[name]
             snap.revision = target
-            if kind == 'refresh-snap':
+            if kind != 'revert-snap':
                 snap.sequence = [r for r in snap.sequence if r != target] + [target]
             link.set('Done')
             hook.set('Doing')
@@ -602,16 +513,19 @@ class SnapdState:
     def _service_control(self, body: Any) -> Change:
         if not isinstance(body, dict):
             raise ApiError(400, 'cannot decode request body into service operation')
-        instruction: dict[str, Any] = body  # pyright: ignore[reportUnknownVariableType]
+        instruction = cast('dict[str, Any]', body)
         action = instruction.get('action')
         names = instruction.get('names')
         if action not in ('start', 'stop', 'restart'):
             raise ApiError(400, f'unknown action "{action}"')
         if not isinstance(names, list) or not names:
-            raise ApiError(400, 'cannot perform operation on services without a list of services')
-        pairs = self._resolve((str(n) for n in names), 'service')  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
+            raise ApiError(
+                400,
+                'cannot perform operation on services without a list of services to operate on',
+            )
+        pairs = self._resolve((str(n) for n in cast('list[Any]', names)), 'service')
         snaps = sorted({snap for snap, _ in pairs})
-        self._check_conflict(snaps)
+        self._check_conflict(snaps, kind=False)
         tasks = [
             self._task(
                 'exec-command',
@@ -645,19 +559,85 @@ class SnapdState:
         self._schedule(change, self.change_duration, finish)
         return change
 
+    def _set_conf(self, name: str, body: Any) -> Change:
+        snap = self.snaps.get(name)
+        if snap is None:
+            raise ApiError(
+                404, f'snap "{name}" is not installed', kind='snap-not-found', value=name
+            )
+        if not isinstance(body, dict):
+            raise ApiError(400, 'cannot decode request body into patch values: EOF')
+        self._check_conflict([name])
+        values = cast('dict[str, Any]', body)
+
+        def configure() -> None:
+            for key, value in values.items():
+                _set_path(snap.conf, key.split('.'), value)
+
+        summary = f'Change configuration of "{name}" snap'
+        task = f'Run configure hook of "{name}" snap'
+        return self._one_task('configure-snap', summary, [name], 'run-hook', task, configure)
+
+    def _interfaces(self, body: Any) -> Change:
+        if not isinstance(body, dict):
+            raise ApiError(400, 'cannot decode request body into an interface action: EOF')
+        instruction = cast('dict[str, Any]', body)
+        action = instruction.get('action')
+        plugs = cast('list[dict[str, str]]', instruction.get('plugs') or [{}])
+        slots = cast('list[dict[str, str]]', instruction.get('slots') or [{}])
+        if action not in ('connect', 'disconnect') or len(plugs) != 1 or len(slots) != 1:
+            raise ApiError(400, f'the fake snapd does not implement this {action} request')
+        plug_snap, plug = plugs[0].get('snap', ''), plugs[0].get('plug', '')
+        slot_snap, slot = slots[0].get('snap', ''), slots[0].get('slot', '')
+        snap = self.snaps.get(plug_snap)
+        if snap is None:
+            raise ApiError(400, f'snap "{plug_snap}" is not installed')
+        if plug not in snap.plugs:
+            raise ApiError(400, f'snap "{plug_snap}" has no plug named "{plug}"')
+        interface = snap.plugs[plug]
+        slot_snap = slot_snap or SYSTEM_SNAP
+        owner = self.snaps.get(slot_snap)
+        if slot_snap != SYSTEM_SNAP and (owner is None or (slot and slot not in owner.slots)):
+            raise ApiError(400, f'snap "{slot_snap}" has no slot named "{slot}"')
+        slot = slot or interface
+        key = (plug_snap, plug, slot_snap, slot)
+        self._check_conflict(sorted({plug_snap, slot_snap}))
+        if action == 'connect':
+            summary = f'Connect {plug_snap}:{plug} to {slot_snap}:{slot}'
+        else:
+            matching = [c for c in self.connections if c[:2] == (plug_snap, plug)]
+            if not matching or (slots[0].get('slot') and key not in matching):
+                raise ApiError(400, 'nothing to do', kind='interfaces-unchanged')
+            summary = (
+                f'Disconnect {plug_snap}:{plug} from {slots[0].get("snap", "")}:'
+                f'{slots[0].get("slot", "")}'
+            )
+
+        def apply() -> None:
+            if action == 'connect':
+                self.connections[key] = True
+            else:
+                for made in [c for c in self.connections if c[:2] == (plug_snap, plug)]:
+                    del self.connections[made]
+
+        snaps = [plug_snap, slot_snap]
+        return self._one_task(f'{action}-snap', summary, snaps, action, summary, apply)
+
     # Changes ----------------------------------------------------------------------
 
     def _task(self, kind: str, summary: str) -> Task:
         return Task(str(next(self._task_ids)), kind, summary)
 
-    def _new_change(self, kind: str, summary: str, snaps: list[str], tasks: list[Task]) -> Change:
-        change = Change(str(next(self._change_ids)), kind, summary, snaps, tasks)
+    def _new_change(
+        self, kind: str, summary: str, snaps: list[str], tasks: list[Task] | None = None
+    ) -> Change:
+        change = Change(str(next(self._change_ids)), kind, summary, snaps, tasks or [])
         self.changes[change.id] = change
         return change
 
     def _finish(self, change: Change, status: str) -> None:
         change.status = status
-        change.ready_time = _now()
+        change.ready_time = now()
         change.ready_mono = time.monotonic()
         self.idle.notify_all()
 
@@ -673,18 +653,60 @@ class SnapdState:
 
     def start_change(self, snap: str, kind: str, duration: float) -> Change:
         """An in-flight change of ``snap`` with no effect, Done after ``duration``."""
-        task = self._task(kind, f'Fake {kind} change of "{snap}"')
+        summary = f'Fake {kind} change of "{snap}"'
+        return self._one_task(kind, f'{kind} of "{snap}"', [snap], kind, summary, None, duration)
+
+    def _one_task(
+        self,
+        kind: str,
+        summary: str,
+        snaps: list[str],
+        task_kind: str,
+        task_summary: str,
+        effect: Callable[[], None] | None,
+        duration: float | None = None,
+    ) -> Change:
+        """A change of one task, Doing at once; ``effect`` happens when it is Done."""
+        task = self._task(task_kind, task_summary)
         task.set('Doing')
-        change = self._new_change(kind, f'{kind} of "{snap}"', [snap], [task])
+        change = self._new_change(kind, summary, snaps, [task])
         change.status = 'Doing'
 
         def finish() -> None:
+            if effect is not None:
+                effect()
             task.set('Done')
             self._finish(change, 'Done')
 
-        self._schedule(change, duration, finish)
+        self._schedule(change, self.change_duration if duration is None else duration, finish)
         return change
 
     def in_progress(self) -> list[Change]:
         """The changes that are not ready."""
         return [c for c in self.changes.values() if not c.ready]
+
+
+def _check_classic(name: str, confinement: str, allowed: bool) -> None:
+    if confinement == 'classic' and not allowed:
+        raise ApiError(
+            400,
+            f'snap "{name}" requires classic confinement',
+            kind='snap-needs-classic',
+            value=name,
+        )
+
+
+def _set_path(conf: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set (or, for None, unset) the option at a dotted path, as snapd's PUT does."""
+    node = conf
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if value is None:
+                return
+            child = node[part] = {}
+        node = cast('dict[str, Any]', child)
+    if value is None:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value

@@ -10,7 +10,7 @@ fixtures import the kit when they are first used, so the plugin costs nothing at
 Fixtures:
 
 - ``fake_snapd``: a started :class:`~charm_upgrade.testing.FakeSnapd`, entered, so that
-  snap-http, charm-upgrade and charm-refresh talk to it; stopped after the test.
+  charm-upgrade and charm-refresh talk to it; stopped after the test.
 - ``fake_systemd``: a :class:`~charm_upgrade.testing.FakeSystemd` first on ``PATH`` during the
   test, kept under the test's ``tmp_path``.
 - ``rolling_refresh``: a factory with :class:`~charm_upgrade.testing.RollingRefresh`'s
@@ -40,7 +40,7 @@ __all__ = ['fake_snapd', 'fake_systemd', 'rolling_refresh']
 
 @pytest.fixture
 def fake_snapd() -> Iterator[FakeSnapd]:
-    """A FakeSnapd, started and entered: snapd for snap-http, charm-upgrade and charm-refresh.
+    """A FakeSnapd, started and entered: snapd for charm-upgrade and charm-refresh.
 
     Add snaps with ``fake_snapd.add_snap(...)``; inject faults with its ``fail_next_refresh``,
     ``conflict_next`` and the like.

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 import ops
-import snap_http.http
 from ops import testing
 
 from . import _refresh_scenario
@@ -214,9 +213,9 @@ class RefreshHarness(Generic[CharmT]):
         charm_revision: the Charmhub revision of the deployed charm (``.juju-charm``).
         charmhub: False to deploy a local charm (``local:<name>-<revision>``), whose rollback
             hints read ``--revision None``.
-        snapd_socket: the unix socket charm-refresh, snap-http and charm-upgrade should use; if
-            None, ``$CHARM_UPGRADE_SNAPD_SOCKET`` or snap-http's socket at run time (both set
-            while a ``FakeSnapd`` is entered).
+        snapd_socket: the unix socket charm-refresh and charm-upgrade should use; if None,
+            ``$CHARM_UPGRADE_SNAPD_SOCKET`` at run time (set while a ``FakeSnapd`` is entered)
+            or ``/run/snapd.socket``.
         principal_unit: ``$JUJU_PRINCIPAL_UNIT``: empty for a principal charm.
         goal_units: unit numbers ``goal-state`` lists for the application; None lists this unit
             and its peers, i.e. every unit has joined the peer relation.
@@ -421,13 +420,13 @@ class RefreshHarness(Generic[CharmT]):
 
         Inside the block: the unit's charm directory is the working directory;
         ``$JUJU_PRINCIPAL_UNIT`` is set; charm-api's and charm-refresh's hook tools are answered
-        from the run's State; charm-refresh, snap-http and charm-upgrade talk to the unit's
+        from the run's State; charm-refresh and charm-upgrade talk to the unit's
         snapd socket. Everything is restored on exit.
 
         Yields:
             None.
         """
-        socket = self.snapd_socket or os.environ.get(_SOCKET_ENV) or snap_http.http.SNAPD_SOCKET
+        socket = self.snapd_socket or os.environ.get(_SOCKET_ENV) or _SNAPD_SOCKET
         clients: list[httpx.Client] = []
 
         def client(*_: Any, **__: Any) -> httpx.Client:
@@ -457,19 +456,16 @@ class RefreshHarness(Generic[CharmT]):
         if socket != _SNAPD_SOCKET:
             env[_SOCKET_ENV] = socket
         saved_env = {key: os.environ.get(key) for key in env}
-        saved_socket = snap_http.http.SNAPD_SOCKET
         cwd = os.getcwd()
         try:
             for module, attr, value in swaps:
                 setattr(module, attr, value)
             os.environ.update(env)
-            snap_http.http.SNAPD_SOCKET = socket
             os.chdir(self.charm_dir)
             with _refresh_scenario.capture_backends(self._set_backend):
                 yield
         finally:
             os.chdir(cwd)
-            snap_http.http.SNAPD_SOCKET = saved_socket
             for key, value in saved_env.items():
                 if value is None:
                     os.environ.pop(key, None)

@@ -1,27 +1,30 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""FakeSnapd, driven through snap-http's real code over its unix socket."""
+"""FakeSnapd, driven over its unix socket by a bare HTTP client (tests/raw_snapd.py).
+
+What the fake shares with the real snapd is held by the contract test
+(tests/snapd_contract.py); this file covers the rest: its faults, its store,
+its life cycle and its request log.
+"""
 
 from __future__ import annotations
 
-import gc
 import http.client
 import json
 import os
+import pathlib
 import socket
 import threading
 import time
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import snap_http
-import snap_http.http
+from raw_snapd import raw, result, wait_ready
 
 from charm_upgrade.testing import FakeSnapd, RecordedRequest
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
 
 @pytest.fixture
@@ -30,28 +33,24 @@ def snapd() -> Iterator[FakeSnapd]:
         yield fake
 
 
-def api_error(call: Callable[[], object]) -> dict[str, Any]:
-    """The JSON body of the SnapdHttpException that ``call`` raises."""
-    with pytest.raises(snap_http.SnapdHttpException) as excinfo:
-        call()
-    body = excinfo.value.json
-    assert body is not None
-    return body
+def post(fake: FakeSnapd, target: str, body: Any, method: str = 'POST') -> tuple[int, Any]:
+    status, envelope = raw(fake.socket_path, method, target, body=body)
+    return status, envelope
 
 
-def call_muted(call: Callable[[], object]) -> object:
-    """Return what ``call`` returns, or the type of the exception it raises.
+def change_of(fake: FakeSnapd, target: str, body: Any, method: str = 'POST') -> str:
+    status, envelope = post(fake, target, body, method)
+    assert (status, envelope['type'], envelope['status']) == (202, 'async', 'Accepted'), envelope
+    assert envelope['result'] is None
+    return envelope['change']
 
-    snap-http leaks its socket when a request fails: mute that ResourceWarning.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', ResourceWarning)
-        try:
-            return call()
-        except Exception as e:
-            return type(e)
-        finally:
-            gc.collect()
+
+def error_of(fake: FakeSnapd, target: str, body: Any, method: str = 'POST') -> dict[str, Any]:
+    status, envelope = post(fake, target, body, method)
+    assert status >= 400, envelope
+    assert envelope['type'] == 'error'
+    assert envelope['status-code'] == status
+    return envelope
 
 
 def raw_request(
@@ -71,24 +70,6 @@ def raw_request(
         return response.status, response, data
 
 
-def wait_change(change_id: str, timeout: float = 2.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        result: dict[str, Any] = snap_http.check_change(change_id).result
-        if result['ready'] or time.monotonic() > deadline:
-            return result
-        time.sleep(0.005)
-
-
-def change_of(response: snap_http.SnapdResponse) -> str:
-    assert response.type == 'async'
-    assert response.status_code == 202
-    assert response.status == 'Accepted'
-    assert response.result is None
-    assert response.change is not None
-    return response.change
-
-
 # Envelopes and reads ---------------------------------------------------------------------
 
 
@@ -96,34 +77,47 @@ def test_list_snaps_sync_envelope_and_filter(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='7', version='2.1', channel='latest/stable')
     snapd.add_snap('bar', services=['a', 'b'], active=False)
 
-    response = snap_http.list(snaps=['foo', 'absent'])
+    status, envelope = raw(snapd.socket_path, 'GET', '/v2/snaps', query={'snaps': 'foo,absent'})
 
-    assert (response.type, response.status_code, response.status) == ('sync', 200, 'OK')
-    [foo] = response.result
-    assert foo['name'] == 'foo'
-    assert foo['revision'] == '7'
-    assert foo['version'] == '2.1'
-    assert foo['tracking-channel'] == 'latest/stable'
-    assert snap_http.list(snaps=['absent']).result == []
-    assert [s['name'] for s in snap_http.list().result] == ['bar', 'foo']
-    assert [s['name'] for s in snap_http.list_all().result] == ['bar', 'foo']
+    assert (status, envelope['type'], envelope['status-code'], envelope['status']) == (
+        200,
+        'sync',
+        200,
+        'OK',
+    )
+    assert envelope['sources'] == ['local']
+    [foo] = envelope['result']
+    assert (foo['name'], foo['revision'], foo['version']) == ('foo', '7', '2.1')
+    assert foo['channel'] == foo['tracking-channel'] == 'latest/stable'
+    assert result(snapd.socket_path, '/v2/snaps', snaps='absent') == []
+    assert [s['name'] for s in result(snapd.socket_path, '/v2/snaps')] == ['bar', 'foo']
 
 
 def test_get_one_snap_and_snap_not_found(snapd: FakeSnapd):
     snapd.add_snap('foo', services=['web'], enabled=True, active=False)
 
-    info = snap_http.http.get('/snaps/foo').result
+    info = result(snapd.socket_path, '/v2/snaps/foo')
 
-    assert isinstance(info, dict)
-    assert info['revision'] == 'x1'
+    assert (info['revision'], info['channel'], info['id']) == ('x1', '', '')
     assert 'tracking-channel' not in info
-    assert info['apps'] == [{'snap': 'foo', 'name': 'web', 'daemon': 'simple', 'enabled': True}]
-    assert api_error(lambda: snap_http.http.get('/snaps/nope')) == {
-        'type': 'error',
-        'status-code': 404,
-        'status': 'Not Found',
-        'result': {'message': 'snap not installed', 'kind': 'snap-not-found', 'value': 'nope'},
-    }
+    assert info['apps'] == [
+        {
+            'snap': 'foo',
+            'name': 'web',
+            'daemon': 'simple',
+            'daemon-scope': 'system',
+            'enabled': True,
+        }
+    ]
+    assert raw(snapd.socket_path, 'GET', '/v2/snaps/nope') == (
+        404,
+        {
+            'type': 'error',
+            'status-code': 404,
+            'status': 'Not Found',
+            'result': {'message': 'snap not installed', 'kind': 'snap-not-found', 'value': 'nope'},
+        },
+    )
 
 
 def test_absolute_and_origin_form_targets(snapd: FakeSnapd):
@@ -136,7 +130,6 @@ def test_absolute_and_origin_form_targets(snapd: FakeSnapd):
     assert response.getheader('Content-Type') == 'application/json'
     assert response.getheader('Connection') == 'close'
     assert json.loads(data) == json.loads(data2)
-    assert json.loads(data)['result'][0]['name'] == 'foo'
     assert [(r.path, r.query) for r in snapd.requests] == [('/v2/snaps', {'snaps': 'foo'})] * 2
 
 
@@ -149,48 +142,38 @@ def test_unknown_endpoint_and_method(snapd: FakeSnapd):
     assert json.loads(data)['status'] == 'Method Not Allowed'
 
 
+def test_system_info_names_the_version():
+    for version in ('2.68', '2.57.6'):
+        with FakeSnapd(version=version) as fake:
+            assert result(fake.socket_path, '/v2/system-info')['version'] == version
+
+
 def test_get_apps_omits_false_flags_and_filters_names(snapd: FakeSnapd):
     snapd.add_snap('one', services=['a', 'b'])
     snapd.add_snap('two', services=['c', 'd'])
     snapd.set_service_state('one', 'b', enabled=False, active=False)
     snapd.set_service_state('two', 'd', enabled=False, active=True)
 
-    apps = snap_http.get_apps(['one', 'two.d'], services_only=True).result
+    apps = result(snapd.socket_path, '/v2/apps', select='service', names='one,two.d')
 
+    common = {'daemon': 'simple', 'daemon-scope': 'system'}
     assert apps == [
-        {'snap': 'one', 'name': 'a', 'daemon': 'simple', 'enabled': True, 'active': True},
-        {'snap': 'one', 'name': 'b', 'daemon': 'simple'},
-        {'snap': 'two', 'name': 'd', 'daemon': 'simple', 'active': True},
+        {'snap': 'one', 'name': 'a', **common, 'enabled': True, 'active': True},
+        {'snap': 'one', 'name': 'b', **common},
+        {'snap': 'two', 'name': 'd', **common, 'active': True},
     ]
     assert snapd.requests[-1].query == {'select': 'service', 'names': 'one,two.d'}
-
-
-def test_get_apps_errors(snapd: FakeSnapd):
-    snapd.add_snap('foo')
-
-    missing_snap = api_error(lambda: snap_http.get_apps(['nope'], services_only=True))
-    missing_app = api_error(lambda: snap_http.get_apps(['foo.svc'], services_only=True))
-
-    assert missing_snap['status-code'] == 404
-    assert missing_snap['result']['kind'] == 'snap-not-found'
-    assert missing_app == {
-        'type': 'error',
-        'status-code': 404,
-        'status': 'Not Found',
-        'result': {'message': 'snap "foo" has no service "svc"', 'kind': 'app-not-found'},
-    }
 
 
 def test_changes_endpoints(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['2'])
     snapd.add_snap('bar')
-    first = change_of(snap_http.refresh('foo', revision='2'))
-    second = change_of(snap_http.stop_all(['bar']))
+    first = change_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '2'})
+    second = change_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['bar']})
 
     def ids(select: str, snap: str = '') -> list[str]:
-        params = {'select': select, **({'for': snap} if snap else {})}
-        result = snap_http.http.get('/changes', query_params=params).result
-        return [c['id'] for c in result]
+        query = {'select': select, **({'for': snap} if snap else {})}
+        return [c['id'] for c in result(snapd.socket_path, '/v2/changes', **query)]
 
     assert int(second) > int(first)
     assert ids('in-progress') == [first, second]
@@ -199,12 +182,8 @@ def test_changes_endpoints(snapd: FakeSnapd):
     snapd.wait_idle()
     assert ids('ready') == ids('all') == [first, second]
     assert ids('in-progress') == []
-    assert [c['id'] for c in snap_http.check_changes().result] == [first, second]
-    assert api_error(lambda: snap_http.check_change('999')) == {
-        'type': 'error',
-        'status-code': 404,
-        'status': 'Not Found',
-        'result': {'message': 'cannot find change with id "999"'},
+    assert error_of(snapd, '/v2/changes/999', None, 'GET')['result'] == {
+        'message': 'cannot find change with id "999"'
     }
 
 
@@ -214,11 +193,11 @@ def test_changes_endpoints(snapd: FakeSnapd):
 def test_refresh_change_progresses_and_new_revision_shows_before_ready():
     with FakeSnapd(change_duration=0.3) as snapd:
         snapd.add_snap('foo', revision='1', revisions=['2'], services=['a', 'b'])
-        change_id = change_of(snap_http.refresh('foo', revision='2'))
+        change_id = change_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '2'})
         seen: list[tuple[str, bool, str, bool]] = []
         while True:
-            change: dict[str, Any] = snap_http.check_change(change_id).result
-            [info] = snap_http.list(snaps=['foo']).result
+            change: dict[str, Any] = result(snapd.socket_path, f'/v2/changes/{change_id}')
+            [info] = result(snapd.socket_path, '/v2/snaps', snaps='foo')
             running = any(active for _, active in snapd.service_state('foo').values())
             seen.append((change['status'], change['ready'], info['revision'], running))
             if change['ready']:
@@ -238,18 +217,19 @@ def test_refresh_change_progresses_and_new_revision_shows_before_ready():
     assert [t['status'] for t in change['tasks']] == ['Done'] * 4
 
 
-def test_refresh_starts_every_enabled_service_and_reports_revisions_as_strings(
+def test_refresh_starts_every_enabled_service_and_takes_revisions_as_numbers(
     snapd: FakeSnapd,
 ):
     snapd.add_snap('foo', revision='1', revisions=['2'], services=['on', 'stopped', 'off'])
     snapd.set_service_state('foo', 'stopped', enabled=True, active=False)
     snapd.set_service_state('foo', 'off', enabled=False, active=False)
 
-    result = wait_change(change_of(snap_http.refresh('foo', revision=2)))
+    change = wait_ready(
+        snapd.socket_path, change_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': 2})
+    )
 
-    assert result['status'] == 'Done'
-    assert snapd.revision('foo') == '2'
-    assert snap_http.list(snaps=['foo']).result[0]['revision'] == '2'
+    assert change['status'] == 'Done'
+    assert result(snapd.socket_path, '/v2/snaps', snaps='foo')[0]['revision'] == '2'
     assert snapd.service_state('foo') == {
         'off': (False, False),
         'on': (True, True),
@@ -260,7 +240,7 @@ def test_refresh_starts_every_enabled_service_and_reports_revisions_as_strings(
 def test_refresh_to_the_installed_revision_still_restarts_services():
     with FakeSnapd(change_duration=0.2) as snapd:
         snapd.add_snap('foo', revision='5')
-        change_id = change_of(snap_http.refresh('foo', revision='5'))
+        change_id = change_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '5'})
         time.sleep(0.1)
         during = snapd.service_state('foo')
         snapd.wait_idle()
@@ -270,19 +250,12 @@ def test_refresh_to_the_installed_revision_still_restarts_services():
     assert (change['kind'], change['status']) == ('refresh-snap', 'Done')
 
 
-def test_refresh_errors(snapd: FakeSnapd):
+def test_refresh_errors_of_a_store_snap(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['2'])
 
-    absent = api_error(lambda: snap_http.refresh('nope', revision='2'))
-    unknown = api_error(lambda: snap_http.refresh('foo', revision='3'))
-    malformed = api_error(lambda: snap_http.refresh('foo', revision='abc'))
+    unknown = error_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '3'})
+    malformed = error_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': 'abc'})
 
-    assert absent['status-code'] == 400
-    assert absent['result'] == {
-        'message': 'snap "nope" is not installed',
-        'kind': 'snap-not-installed',
-        'value': 'nope',
-    }
     assert (unknown['status-code'], unknown['status']) == (404, 'Not Found')
     assert unknown['result']['kind'] == 'snap-revision-not-available'
     assert malformed['status-code'] == 400
@@ -294,40 +267,57 @@ def test_refresh_errors(snapd: FakeSnapd):
 
 def test_refresh_without_revision_goes_to_the_latest(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['3', '12'])
-    wait_change(change_of(snap_http.refresh('foo')))
+    wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', {'action': 'refresh'}))
     assert snapd.revision('foo') == '12'
-    assert api_error(lambda: snap_http.refresh('foo'))['result']['kind'] == (
+    assert error_of(snapd, '/v2/snaps/foo', {'action': 'refresh'})['result']['kind'] == (
         'snap-no-update-available'
     )
+
+
+def test_a_refresh_to_a_channel_follows_it():
+    with FakeSnapd(change_duration=0.01) as snapd:
+        snapd.add_store_snap('foo', revisions=['1', '2'], channels={'stable': '1', 'edge': '2'})
+        wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', {'action': 'install'}))
+        assert (snapd.revision('foo'), result(snapd.socket_path, '/v2/snaps/foo')['channel']) == (
+            '1',
+            'latest/stable',
+        )
+        body = {'action': 'refresh', 'channel': 'edge'}
+        wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', body))
+        info = result(snapd.socket_path, '/v2/snaps/foo')
+    assert (info['revision'], info['tracking-channel']) == ('2', 'latest/edge')
 
 
 def test_fail_next_refresh_undoes(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['2'], services=['a', 'b'])
     snapd.set_service_state('foo', 'b', enabled=False, active=True)
     snapd.fail_next_refresh()
+    refresh = {'action': 'refresh', 'revision': '2'}
 
-    result = wait_change(change_of(snap_http.refresh('foo', revision='2')))
+    change = wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', refresh))
 
-    assert (result['status'], result['ready']) == ('Error', True)
-    assert result['err'] == (
+    assert (change['status'], change['ready']) == ('Error', True)
+    assert change['err'] == (
         'cannot perform the following tasks:\n'
         '- Run post-refresh hook of "foo" snap if present (run hook "post-refresh": exit status 1)'
     )
     assert snapd.revision('foo') == '1'
     assert snapd.service_state('foo') == {'a': (True, True), 'b': (False, True)}
     # Only the next refresh fails.
-    assert wait_change(change_of(snap_http.refresh('foo', revision='2')))['status'] == 'Done'
+    again = wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', refresh))
+    assert again['status'] == 'Done'
     assert snapd.revision('foo') == '2'
 
 
 def test_fail_next_refresh_without_undo_keeps_the_new_revision(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['2'])
     snapd.fail_next_refresh(undo=False, error='boom', duration=0.1)
+    refresh = {'action': 'refresh', 'revision': '2'}
 
-    result = wait_change(change_of(snap_http.refresh('foo', revision='2')))
+    change = wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', refresh))
 
-    assert result['status'] == 'Error'
-    assert result['err'].endswith('(boom)')
+    assert change['status'] == 'Error'
+    assert change['err'].endswith('(boom)')
     assert snapd.revision('foo') == '2'
     assert snapd.service_state('foo') == {'daemon': (True, False)}
     [duration] = snapd.change_durations()
@@ -336,26 +326,122 @@ def test_fail_next_refresh_without_undo_keeps_the_new_revision(snapd: FakeSnapd)
 
 def test_revert_goes_back_to_the_previous_revision(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['2'])
-    assert api_error(lambda: snap_http.revert('foo'))['status-code'] == 400
-    wait_change(change_of(snap_http.refresh('foo', revision='2')))
+    assert error_of(snapd, '/v2/snaps/foo', {'action': 'revert'})['status-code'] == 400
+    refresh = {'action': 'refresh', 'revision': '2'}
+    wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', refresh))
 
-    result = wait_change(change_of(snap_http.revert('foo')))
+    change = wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', {'action': 'revert'}))
 
-    assert (result['kind'], result['status']) == ('revert-snap', 'Done')
+    assert (change['kind'], change['status']) == ('revert-snap', 'Done')
     assert snapd.revision('foo') == '1'
 
 
-def test_hold_and_unhold_are_recorded(snapd: FakeSnapd):
+# Store, holds, configuration, interfaces, files -------------------------------------------
+
+
+def test_a_store_snap_installs_at_the_revision_asked():
+    with FakeSnapd(change_duration=0.02) as fake:
+        fake.add_store_snap('shop', revisions=['10', '11'], services=['api'])
+        assert result(fake.socket_path, '/v2/snaps', snaps='shop') == []
+        body = {'action': 'install', 'revision': '10'}
+        change = wait_ready(fake.socket_path, change_of(fake, '/v2/snaps/shop', body))
+        assert change['kind'] == 'install-snap'
+        assert fake.revision('shop') == '10'
+        assert fake.service_state('shop') == {'api': (True, True)}
+        missing = error_of(fake, '/v2/snaps/nowhere', {'action': 'install'})
+    assert (missing['status-code'], missing['result']['kind']) == (404, 'snap-not-found')
+
+
+def test_hold_until_a_time_then_unhold(snapd: FakeSnapd):
     snapd.add_snap('foo')
+    body = {'action': 'hold', 'time': '2030-01-01T00:00:00Z', 'hold-level': 'auto-refresh'}
+    hold = wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', body))
+    assert (hold['kind'], hold['summary']) == ('hold-snap', 'Hold auto-refreshes for "foo"')
+    assert snapd.hold('foo') == '2030-01-01T00:00:00Z'
+    unhold = wait_ready(snapd.socket_path, change_of(snapd, '/v2/snaps/foo', {'action': 'unhold'}))
+    assert unhold['kind'] == 'unhold-snap'
+    assert snapd.hold('foo') == ''
+    assert 'hold' not in result(snapd.socket_path, '/v2/snaps/foo')
 
-    hold = wait_change(change_of(snap_http.hold('foo')))
-    held = snap_http.list(snaps=['foo']).result[0]
-    unhold = wait_change(change_of(snap_http.unhold('foo')))
 
-    assert (hold['kind'], hold['status'], unhold['kind']) == ('hold-snap', 'Done', 'unhold-snap')
-    assert 'hold' in held
-    assert 'hold' not in snap_http.list(snaps=['foo']).result[0]
-    assert [r.body['action'] for r in snapd.requests if r.method == 'POST'] == ['hold', 'unhold']
+def test_snapd_2_57_knows_no_hold():
+    with FakeSnapd(version='2.57') as fake:
+        fake.add_snap('foo')
+        for action in ('hold', 'unhold'):
+            body = {'action': action, 'time': 'forever', 'hold-level': 'general'}
+            assert error_of(fake, '/v2/snaps/foo', body)['result'] == {
+                'message': f'unknown action {action}'
+            }
+        absent = error_of(fake, '/v2/snaps/absent', {'action': 'refresh'})
+    assert absent['result']['kind'] == 'snap-not-installed'  # 2.68 sends no kind
+
+
+def test_configuration_is_kept_per_snap(snapd: FakeSnapd):
+    snapd.add_snap('foo')
+    conf = '/v2/snaps/foo/conf'
+    wait_ready(snapd.socket_path, change_of(snapd, conf, {'a.b': 1, 'c': [1, 2]}, 'PUT'))
+    assert snapd.conf('foo') == {'a': {'b': 1}, 'c': [1, 2]}
+    wait_ready(snapd.socket_path, change_of(snapd, conf, {'a.b': None, 'x.y': None}, 'PUT'))
+    assert snapd.conf('foo') == {'a': {}, 'c': [1, 2]}
+    assert result(snapd.socket_path, conf, keys='c') == {'c': [1, 2]}
+
+
+def test_connections_list_only_the_snaps_asked(snapd: FakeSnapd):
+    snapd.add_snap('foo', plugs=['network-observe', 'log-observe'])
+    snapd.add_snap('bar', plugs=['network-observe'])
+    for snap, plug in (('foo', 'log-observe'), ('bar', 'network-observe')):
+        body = {'action': 'connect', 'plugs': [{'snap': snap, 'plug': plug}], 'slots': [{}]}
+        wait_ready(snapd.socket_path, change_of(snapd, '/v2/interfaces', body))
+    assert snapd.connections() == [
+        ('bar:network-observe', 'snapd:network-observe'),
+        ('foo:log-observe', 'snapd:log-observe'),
+    ]
+    established = result(snapd.socket_path, '/v2/connections', snap='foo')['established']
+    assert [c['plug'] for c in established] == [{'snap': 'foo', 'plug': 'log-observe'}]
+
+
+def test_sideload_installs_a_new_snap_from_a_fake_file(snapd: FakeSnapd, tmp_path: pathlib.Path):
+    path = tmp_path / 'new.snap'
+    FakeSnapd.write_snap_file(path, 'new', version='0.1', services=['api'], plugs=['home'])
+    status, envelope = raw(
+        snapd.socket_path,
+        'POST',
+        '/v2/snaps',
+        form={'dangerous': 'true'},
+        file=('new.snap', path.read_bytes()),
+    )
+    assert status == 202, envelope
+    change = wait_ready(snapd.socket_path, envelope['change'])
+    assert (change['kind'], change['summary']) == (
+        'install-snap',
+        'Install "new" snap from file "new.snap"',
+    )
+    info = result(snapd.socket_path, '/v2/snaps/new')
+    assert (info['revision'], info['version']) == ('x1', '0.1')
+    assert snapd.service_state('new') == {'api': (True, True)}
+    assert snapd.requests[0].body == {'dangerous': 'true', 'snap': 'new.snap'}
+
+
+def test_sideload_refuses_what_snapd_would(snapd: FakeSnapd, tmp_path: pathlib.Path):
+    path = tmp_path / 'tool.snap'
+    FakeSnapd.write_snap_file(path, 'tool', confinement='classic')
+    socket_path = snapd.socket_path
+    status, envelope = raw(socket_path, 'POST', '/v2/snaps', form={'dangerous': 'true'})
+    assert (status, envelope['result']['message']) == (
+        400,
+        'cannot find "snap" file field in provided multipart/form-data',
+    )
+    file = ('tool.snap', path.read_bytes())
+    status, envelope = raw(socket_path, 'POST', '/v2/snaps', form={'dangerous': 'true'}, file=file)
+    assert (status, envelope['result']['kind']) == (400, 'snap-needs-classic')
+    form = {'dangerous': 'true', 'classic': 'true'}
+    status, envelope = raw(socket_path, 'POST', '/v2/snaps', form=form, file=file)
+    assert status == 202
+    status, envelope = raw(
+        socket_path, 'POST', '/v2/snaps', form={'dangerous': 'true'}, file=('x.snap', b'hsqs...')
+    )
+    assert status == 400
+    assert envelope['result']['message'].startswith('cannot read snap file')
 
 
 # Services -------------------------------------------------------------------------------
@@ -363,29 +449,34 @@ def test_hold_and_unhold_are_recorded(snapd: FakeSnapd):
 
 def test_service_control_changes(snapd: FakeSnapd):
     snapd.add_snap('foo', services=['a', 'b'])
+    path = snapd.socket_path
 
-    stop = wait_change(change_of(snap_http.stop_all(['foo'], disable=True)))
+    stop = wait_ready(
+        path, change_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['foo'], 'disable': True})
+    )
     stopped = snapd.service_state('foo')
-    start = wait_change(change_of(snap_http.start('foo.a', enable=True)))
+    start = wait_ready(
+        path, change_of(snapd, '/v2/apps', {'action': 'start', 'names': ['foo.a'], 'enable': True})
+    )
 
     assert (stop['kind'], stop['status']) == ('service-control', 'Done')
     assert stopped == {'a': (False, False), 'b': (False, False)}
     assert start['status'] == 'Done'
     assert snapd.service_state('foo') == {'a': (True, True), 'b': (False, False)}
-    wait_change(change_of(snap_http.restart_all(['foo.b'])))
+    wait_ready(path, change_of(snapd, '/v2/apps', {'action': 'restart', 'names': ['foo.b']}))
     assert snapd.service_state('foo') == {'a': (True, True), 'b': (False, True)}
 
 
 def test_service_control_is_asynchronous_and_validates_names():
     with FakeSnapd(change_duration=0.2) as snapd:
         snapd.add_snap('foo')
-        change_id = change_of(snap_http.stop('foo'))
+        change_id = change_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['foo']})
         assert snapd.service_state('foo') == {'daemon': (True, True)}
-        assert wait_change(change_id)['status'] == 'Done'
+        assert wait_ready(snapd.socket_path, change_id)['status'] == 'Done'
         assert snapd.service_state('foo') == {'daemon': (True, False)}
 
-        empty = api_error(lambda: snap_http.stop_all([]))
-        unknown = api_error(lambda: snap_http.stop_all(['foo.nope']))
+        empty = error_of(snapd, '/v2/apps', {'action': 'stop', 'names': []})
+        unknown = error_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['foo.nope']})
 
     assert empty['status-code'] == 400
     assert unknown['result']['kind'] == 'app-not-found'
@@ -394,58 +485,68 @@ def test_service_control_is_asynchronous_and_validates_names():
 # Conflicts ------------------------------------------------------------------------------
 
 _CONFLICT_REFRESH = {
-    'type': 'error',
-    'status-code': 409,
-    'status': 'Conflict',
-    'result': {
-        'message': 'snap "foo" has "refresh-snap" change in progress',
-        'kind': 'snap-change-conflict',
-        'value': {'snap-name': 'foo', 'change-kind': 'refresh-snap'},
-    },
+    'message': 'snap "foo" has "refresh-snap" change in progress',
+    'kind': 'snap-change-conflict',
+    'value': {'snap-name': 'foo', 'change-kind': 'refresh-snap'},
 }
 
 
 def test_writes_conflict_with_a_change_in_flight(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['2'])
     snapd.add_snap('bar')
-    change_id = change_of(snap_http.refresh('foo', revision='2'))
+    change_id = change_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '2'})
 
-    assert api_error(lambda: snap_http.refresh('foo', revision='1')) == _CONFLICT_REFRESH
-    assert api_error(lambda: snap_http.stop_all(['foo.daemon'])) == _CONFLICT_REFRESH
-    other = change_of(snap_http.stop('bar'))  # another snap is free
-    assert snap_http.list(snaps=['foo']).result  # reads never conflict
+    refresh = error_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '1'})
+    stop = error_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['foo.daemon']})
+    other = change_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['bar']})  # free
+    assert result(snapd.socket_path, '/v2/snaps', snaps='foo')  # reads never conflict
 
-    wait_change(change_id)
-    wait_change(other)
-    wait_change(change_of(snap_http.stop('foo')))
+    assert (refresh['status-code'], refresh['result']) == (409, _CONFLICT_REFRESH)
+    # A service command gets snapd's plain 400 with the text only.
+    assert (stop['status-code'], stop['result']) == (
+        400,
+        {'message': _CONFLICT_REFRESH['message']},
+    )
+    wait_ready(snapd.socket_path, change_id)
+    wait_ready(snapd.socket_path, other)
+    wait_ready(
+        snapd.socket_path, change_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['foo']})
+    )
 
 
 def test_start_change_holds_the_snap(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['2'])
 
     change_id = snapd.start_change('foo', kind='auto-refresh', duration=0.15)
-    body = api_error(lambda: snap_http.refresh('foo', revision='2'))
-    in_progress = snap_http.http.get('/changes', query_params={'for': 'foo'}).result
+    body = error_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '2'})
+    in_progress = result(snapd.socket_path, '/v2/changes', **{'for': 'foo'})
 
     assert body['status-code'] == 409
     assert body['result']['value'] == {'snap-name': 'foo', 'change-kind': 'auto-refresh'}
     assert body['result']['message'] == 'snap "foo" has "auto-refresh" change in progress'
     assert [c['id'] for c in in_progress] == [change_id]
-    assert wait_change(change_id)['status'] == 'Done'
-    assert wait_change(change_of(snap_http.refresh('foo', revision='2')))['status'] == 'Done'
+    assert wait_ready(snapd.socket_path, change_id)['status'] == 'Done'
+    refresh = change_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '2'})
+    assert wait_ready(snapd.socket_path, refresh)['status'] == 'Done'
 
 
-def test_conflict_next_answers_409_without_a_change(snapd: FakeSnapd):
-    snapd.add_snap('foo')
-    snapd.conflict_next(2, change_kind='install')
+def test_conflict_next_answers_without_a_change(snapd: FakeSnapd):
+    snapd.add_snap('foo', plugs=['home'])
+    snapd.conflict_next(3, change_kind='install')
 
-    first = api_error(lambda: snap_http.stop('foo'))
-    second = api_error(lambda: snap_http.hold('foo'))
-    third = snap_http.stop('foo')
+    first = error_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['foo']})
+    second = error_of(snapd, '/v2/snaps/foo/conf', {'a': 1}, 'PUT')
+    third = error_of(
+        snapd,
+        '/v2/interfaces',
+        {'action': 'connect', 'plugs': [{'snap': 'foo', 'plug': 'home'}], 'slots': [{}]},
+    )
+    fourth = change_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['foo']})
 
-    assert first['result']['kind'] == second['result']['kind'] == 'snap-change-conflict'
-    assert first['result']['value'] == {'snap-name': 'foo', 'change-kind': 'install'}
-    assert [c['id'] for c in snapd.changes()] == [change_of(third)]
+    assert first['result'] == {'message': 'snap "foo" has "install" change in progress'}
+    assert second['result']['kind'] == third['result']['kind'] == 'snap-change-conflict'
+    assert second['result']['value'] == {'snap-name': 'foo', 'change-kind': 'install'}
+    assert [c['id'] for c in snapd.changes()] == [fourth]
 
 
 def test_wait_idle_times_out(snapd: FakeSnapd):
@@ -461,34 +562,36 @@ def test_wait_idle_times_out(snapd: FakeSnapd):
 
 def test_refuse_connections_then_recover(snapd: FakeSnapd):
     snapd.add_snap('foo')
-    change_id = change_of(snap_http.stop('foo'))
+    change_id = change_of(snapd, '/v2/apps', {'action': 'stop', 'names': ['foo']})
 
     snapd.refuse_connections(0.2)
     refused_at = time.monotonic()
     assert os.path.exists(snapd.socket_path)
-    assert call_muted(snap_http.list) is ConnectionRefusedError
-    while (response := call_muted(lambda: snap_http.check_change(change_id))) is (
-        ConnectionRefusedError
-    ):
-        assert time.monotonic() - refused_at < 2
-        time.sleep(0.02)
+    with pytest.raises(ConnectionRefusedError):
+        raw(snapd.socket_path, 'GET', '/v2/snaps')
+    while True:
+        try:
+            change = result(snapd.socket_path, f'/v2/changes/{change_id}')
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() - refused_at < 2
+            time.sleep(0.02)
 
     assert time.monotonic() - refused_at >= 0.19
-    assert isinstance(response, snap_http.SnapdResponse)
-    assert response.result['status'] == 'Done'  # changes went on meanwhile
-    assert snap_http.list().result
+    assert change['status'] == 'Done'  # changes went on meanwhile
+    assert result(snapd.socket_path, '/v2/snaps')
 
 
-def test_garbage_next_makes_snap_http_raise_json_error(snapd: FakeSnapd):
+def test_garbage_next_is_not_json(snapd: FakeSnapd):
     snapd.add_snap('foo')
     snapd.garbage_next(2)
 
     with pytest.raises(json.JSONDecodeError):
-        snap_http.list()
+        raw(snapd.socket_path, 'GET', '/v2/snaps')
     with pytest.raises(json.JSONDecodeError):
-        snap_http.stop('foo')
+        raw(snapd.socket_path, 'POST', '/v2/apps', body={'action': 'stop', 'names': ['foo']})
 
-    assert snap_http.list().result
+    assert result(snapd.socket_path, '/v2/snaps')
     assert snapd.changes() == []  # the garbled write was not acted upon
     assert [r.method for r in snapd.requests] == ['GET', 'POST', 'GET']
 
@@ -497,19 +600,25 @@ def test_delay_next_delays_the_answer(snapd: FakeSnapd):
     snapd.add_snap('foo')
     snapd.delay_next(0.15)
     start = time.monotonic()
-    assert snap_http.list().result
+    assert result(snapd.socket_path, '/v2/snaps')
     assert time.monotonic() - start >= 0.15
 
     snapd.delay_next(1.0)
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(0.05)
-    try:
-        assert call_muted(snap_http.list) is TimeoutError
-    finally:
-        socket.setdefaulttimeout(previous)
+    with pytest.raises(TimeoutError):
+        raw(snapd.socket_path, 'GET', '/v2/snaps', timeout=0.05)
     start = time.monotonic()
-    assert snap_http.list().result
+    assert result(snapd.socket_path, '/v2/snaps')
     assert time.monotonic() - start < 0.5
+
+
+def test_drop_next_acts_and_hangs_up(snapd: FakeSnapd):
+    snapd.add_snap('foo')
+    snapd.drop_next()
+    with pytest.raises(http.client.RemoteDisconnected):
+        raw(snapd.socket_path, 'POST', '/v2/apps', body={'action': 'stop', 'names': ['foo']})
+    [change] = snapd.changes()
+    assert change['kind'] == 'service-control'
+    assert result(snapd.socket_path, '/v2/snaps')  # only the next one
 
 
 # Request log, life cycle ---------------------------------------------------------------
@@ -519,9 +628,9 @@ def test_request_log_records_in_order(snapd: FakeSnapd):
     snapd.add_snap('foo', revision='1', revisions=['2'])
     before = time.monotonic()
 
-    snap_http.list(snaps=['foo'])
-    snap_http.refresh('foo', revision='2')
-    snap_http.get_apps(['foo'], services_only=True)
+    result(snapd.socket_path, '/v2/snaps', snaps='foo')
+    change_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '2'})
+    result(snapd.socket_path, '/v2/apps', select='service', names='foo')
 
     requests = snapd.requests
     assert [(r.method, r.path, r.query, r.body) for r in requests] == [
@@ -542,7 +651,7 @@ def test_concurrent_clients(snapd: FakeSnapd):
     results: list[object] = []
 
     def read() -> None:
-        results.append(snap_http.list(snaps=['foo']).result[0]['name'])
+        results.append(result(snapd.socket_path, '/v2/snaps', snaps='foo')[0]['name'])
 
     threads = [threading.Thread(target=read) for _ in range(20)]
     for thread in threads:
@@ -556,16 +665,13 @@ def test_context_manager_points_clients_at_the_fake_and_restores(
     monkeypatch: pytest.MonkeyPatch,
 ):
     monkeypatch.setenv('CHARM_UPGRADE_SNAPD_SOCKET', '/previous.socket')
-    original = snap_http.http.SNAPD_SOCKET
     fake = FakeSnapd()
 
     with fake as entered:
         assert entered is fake
-        assert fake.socket_path == snap_http.http.SNAPD_SOCKET
         assert os.environ['CHARM_UPGRADE_SNAPD_SOCKET'] == fake.socket_path
-        assert snap_http.list().result == []
+        assert result(fake.socket_path, '/v2/snaps') == []
 
-    assert original == snap_http.http.SNAPD_SOCKET
     assert os.environ['CHARM_UPGRADE_SNAPD_SOCKET'] == '/previous.socket'
     monkeypatch.delenv('CHARM_UPGRADE_SNAPD_SOCKET')
     with FakeSnapd():
@@ -589,22 +695,18 @@ def test_stop_is_idempotent_and_leaves_no_thread():
     fake.start()
     fake.start()
     fake.add_snap('foo')
-    snap_http.http.SNAPD_SOCKET, original = fake.socket_path, snap_http.http.SNAPD_SOCKET
-    try:
-        change_of(snap_http.stop('foo'))  # in flight for 5 s
-        fake.delay_next(5.0)
-        outcome: list[object] = []
-        slow = threading.Thread(target=lambda: outcome.append(slow_request(fake.socket_path)))
-        slow.start()
-        time.sleep(0.05)
-        assert _fake_threads()
+    change_of(fake, '/v2/apps', {'action': 'stop', 'names': ['foo']})  # in flight for 5 s
+    fake.delay_next(5.0)
+    outcome: list[object] = []
+    slow = threading.Thread(target=lambda: outcome.append(slow_request(fake.socket_path)))
+    slow.start()
+    time.sleep(0.05)
+    assert _fake_threads()
 
-        start = time.monotonic()
-        fake.stop()
-        fake.stop()
-        slow.join(timeout=2)
-    finally:
-        snap_http.http.SNAPD_SOCKET = original
+    start = time.monotonic()
+    fake.stop()
+    fake.stop()
+    slow.join(timeout=2)
 
     assert time.monotonic() - start < 1
     assert not slow.is_alive()
@@ -614,7 +716,7 @@ def test_stop_is_idempotent_and_leaves_no_thread():
     assert not os.path.exists(os.path.dirname(fake.socket_path))
     # Started again, it serves the same state.
     with fake:
-        assert snap_http.list().result[0]['name'] == 'foo'
+        assert result(fake.socket_path, '/v2/snaps')[0]['name'] == 'foo'
     assert _fake_threads() == []
 
 
@@ -622,20 +724,7 @@ def test_socket_path_argument_and_length_check():
     short = FakeSnapd(f'/tmp/fsd-{os.getpid()}.socket')
     with short:
         assert os.path.exists(short.socket_path)
-        assert snap_http.list().result == []
+        assert result(short.socket_path, '/v2/snaps') == []
     assert not os.path.exists(short.socket_path)
     with pytest.raises(ValueError, match='too long'):
         FakeSnapd('/tmp/' + 'x' * 120)
-
-
-def test_a_store_snap_installs_at_the_revision_asked() -> None:
-    from charm_upgrade.snapd import Snapd
-
-    with FakeSnapd(change_duration=0.02) as fake:
-        fake.add_store_snap('shop', revisions=['10', '11'], services=['api'])
-        client = Snapd()
-        assert client.find_snap('shop') is None
-        change = client.run(lambda: client.install('shop', revision='10'), what='install')
-        assert change.kind == 'install-snap'
-        assert fake.revision('shop') == '10'
-        assert fake.service_state('shop') == {'api': (True, True)}

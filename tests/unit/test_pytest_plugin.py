@@ -26,7 +26,7 @@ PLUGIN = 'charm_upgrade.testing._pytest_plugin'
 USES_THE_FIXTURES = f"""
 import sys
 
-import snap_http
+from charm_upgrade.snapd import Snapd
 
 sys.path.insert(0, {str(ROOT / 'examples' / 'charm' / 'src')!r})
 from charm import UpgradeDemoCharm
@@ -34,7 +34,7 @@ from charm import UpgradeDemoCharm
 
 def test_fake_snapd(fake_snapd):
     fake_snapd.add_snap('foo', revision='1')
-    assert [s['revision'] for s in snap_http.list().result if s['name'] == 'foo'] == ['1']
+    assert Snapd().snap('foo').revision == '1'
 
 
 def test_fake_systemd(fake_systemd, tmp_path):

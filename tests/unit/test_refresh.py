@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """CharmSpecificMachines.refresh_snap and the post-refresh gate, against FakeSnapd.
 
-snap-http's real code talks to the fake over a unix socket. charm-refresh's
+The library's snapd client talks to the fake over a unix socket. charm-refresh's
 ``Machines`` is replaced by :class:`RecordingRefresh`, which has the public
 API the library may use (decision 12) with the real guard semantics, and
 records when ``update_snap_revision`` ran relative to the fake's request log.
@@ -454,7 +454,8 @@ def test_a_refresh_snapd_rejects_before_any_change_is_a_snap_refresh_error(fake:
         make().refresh_snap(snap_name=SNAP, snap_revision='77', refresh=refresh.as_machines())
     cause = caught.value.__cause__
     assert isinstance(cause, SnapdError)
-    assert (cause.kind, cause.status_code) == ('snap-revision-not-available', 404)
+    # A local snap (x1) has no store to ask for revision 77: snapd says snap-local.
+    assert (cause.kind, cause.status_code) == ('snap-local', 400)
     assert caught.value.change_id is None
     assert caught.value.revision_after == 'x1'
     assert fake.service_state(SNAP) == RUNNING
@@ -539,7 +540,7 @@ def test_snapd_unreachable_raises_before_anything(tmp_path: pathlib.Path):
     cause = caught.value.__cause__
     assert isinstance(cause, SnapdError)
     assert cause.kind == 'connection-error'
-    assert 'check that snapd is installed and running' in cause.message
+    assert 'is snapd installed and running?' in cause.message
     assert caught.value.revision_before is None
     assert refresh.updates == []
 

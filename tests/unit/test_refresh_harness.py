@@ -11,17 +11,16 @@ import pathlib
 import platform
 import subprocess
 import sys
-import time
 import warnings
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import charm_refresh
 import ops
 import pytest
-import snap_http
 from ops import testing
 
 from charm_upgrade import _bases
+from charm_upgrade.snapd import Snapd
 from charm_upgrade.testing._fake_snapd import FakeSnapd
 from charm_upgrade.testing._refresh_harness import CharmT, RefreshHarness, RefreshVersions
 from charm_upgrade.testing._rolling import RollingRefresh
@@ -90,21 +89,12 @@ class TinyRefresh(charm_refresh.CharmSpecificMachines):
     def refresh_snap(
         self, *, snap_name: str, snap_revision: str, refresh: charm_refresh.Machines
     ) -> None:
-        change = snap_http.refresh(snap_name, revision=snap_revision).change
-        assert change is not None
-        result = wait_for_change(change)
+        snapd = Snapd(change_timeout=5)
+        change = snapd.wait_change(snapd.refresh(snap_name, snap_revision))
         refresh.update_snap_revision()
-        if result['status'] != 'Done':
-            raise RuntimeError(f'snap refresh failed: {result.get("err")}')
+        if change.status != 'Done':
+            raise RuntimeError(f'snap refresh failed: {change.err}')
         refresh.next_unit_allowed_to_refresh = True
-
-
-def wait_for_change(change: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 5
-    while not (result := cast('dict[str, Any]', snap_http.check_change(change).result))['ready']:
-        assert time.monotonic() < deadline, f'snapd change {change} never became ready'
-        time.sleep(0.002)
-    return result
 
 
 class TinyCharm(ops.CharmBase):
@@ -294,7 +284,7 @@ def test_action_defaults_come_from_the_charm(harness: RefreshHarness[TinyCharm])
 def test_patched_restores_everything(harness: RefreshHarness[TinyCharm], snapd: FakeSnapd):
     main = importlib.import_module('charm_._main')
     refresh_main = importlib.import_module('charm_refresh._main')
-    before = (main.subprocess, refresh_main.httpx, os.getcwd(), snap_http.http.SNAPD_SOCKET)
+    before = (main.subprocess, refresh_main.httpx, os.getcwd())
     principal = os.environ.get('JUJU_PRINCIPAL_UNIT')
 
     with pytest.raises(ZeroDivisionError), harness.patched():
@@ -307,7 +297,7 @@ def test_patched_restores_everything(harness: RefreshHarness[TinyCharm], snapd: 
             main.subprocess.run(['leader-get'])
         _ = 1 / 0
 
-    after = (main.subprocess, refresh_main.httpx, os.getcwd(), snap_http.http.SNAPD_SOCKET)
+    after = (main.subprocess, refresh_main.httpx, os.getcwd())
     assert after == before
     assert os.environ.get('JUJU_PRINCIPAL_UNIT') == principal
 

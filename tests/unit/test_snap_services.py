@@ -1,6 +1,6 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""SnapServices against FakeSnapd (snap-http's real code) and a stand-in systemctl."""
+"""SnapServices against FakeSnapd (over its unix socket) and a stand-in systemctl."""
 
 from __future__ import annotations
 

@@ -146,7 +146,7 @@ class UpgradeDemoCharm(ops.CharmBase):
             self.unit.status = ops.MaintenanceStatus(f'Installing the {SNAP} snap')
             revision = self.refresh.pinned_snap_revision
             MIGRATIONS.mark_installed(revision=revision)  # fresh data: nothing to migrate
-            snapd.run(lambda: snapd.install(SNAP, revision=revision), what=f'install of {SNAP}')
+            snapd.wait_done(snapd.install(SNAP, revision=revision))
             self.refresh.update_snap_revision()
         self._set_statuses()
 
