@@ -3,6 +3,8 @@
 """Real snapd and real systemd: workload downtime and systemctl work, side by side in one run.
 
 Needs root and the integration container (tests/integration; `tox -e bench-integration`).
+Runs on each distribution of ``$CHARM_UPGRADE_IT_DISTROS`` (by default bookworm with
+snapd 2.57, then trixie with snapd 2.68), one container after the other.
 
 1. Snap refresh of cu-probe (two daemons) between the on-disk revisions x1 and
    x2, alternating: ``refresh_snap`` (its default stop --disable, refresh, start
@@ -28,10 +30,11 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / 'tests'))
 sys.path.insert(0, str(REPO / 'tests' / 'integration'))
 
+import _rootfs  # noqa: E402
 import _snaps  # noqa: E402
-import snap_http.http  # noqa: E402
 from _container import Container, build_project_wheel, download_wheels  # noqa: E402
 from _refresh_driver import refresh_versions  # noqa: E402
 from _stats import median_ms, table  # noqa: E402
@@ -39,7 +42,7 @@ from _stats import median_ms, table  # noqa: E402
 ROUNDS = int(os.environ.get('CU_BENCH_ROUNDS', '7'))
 UNITS = 20
 CHARM_DIR = '/root/cu-bench-charm'
-REQUIREMENTS = ('ops>=2.17,<4', 'snap-http>=1.12.1', 'charm-refresh~=3.1.1')
+REQUIREMENTS = ('ops>=2.17,<4', 'charm-refresh~=3.1.1')
 CLI = f"""\
 set -e
 t0=$(date +%s%N)
@@ -55,7 +58,7 @@ def prepare(box: Container) -> str:
     """Install the library inside, x1 and x2 of the probe; return the driver's path inside."""
     wheels = box.share_dir / 'wheels'
     wheel = build_project_wheel(wheels, REPO)
-    download_wheels(wheels, [*REQUIREMENTS, str(wheel)])
+    download_wheels(wheels, [*REQUIREMENTS, str(wheel)], python_version=box.distro.python)
     box.install_python_packages(wheels)
     for label in ('1.0', '2.0'):
         box.exec(['snap', 'install', '--dangerous', box.build_test_snap(label)])
@@ -137,7 +140,10 @@ def bench_refresh(box: Container, driver: str) -> None:
             f'{m["cli"] / m["cli_snapd"]:.2f}x',
         ],
     ]
-    print(f'snap refresh x1 <-> x2 of {_snaps.PROBE} (2 daemons), {ROUNDS} rounds each, medians')
+    print(
+        f'snap refresh x1 <-> x2 of {_snaps.PROBE} (2 daemons), {ROUNDS} rounds each, medians, '
+        f'{box.distro.suite} (snapd {box.distro.snapd})'
+    )
     print(
         table(
             [
@@ -181,14 +187,17 @@ def bench_systemd(box: Container) -> None:
 
 
 def main() -> None:
-    began = time.monotonic()
-    with Container() as box:
-        snap_http.http.SNAPD_SOCKET = box.snapd_socket
-        driver = prepare(box)
-        print(f'container ready in {time.monotonic() - began:.1f} s\n', flush=True)
-        bench_refresh(box, driver)
-        bench_systemd(box)
-    print(f'\ntotal {time.monotonic() - began:.1f} s')
+    chosen = os.environ.get('CHARM_UPGRADE_IT_DISTROS', '')
+    distros = [d for d in chosen.split(',') if d] or list(_rootfs.DEFAULT_DISTROS)
+    for distro in distros:
+        began = time.monotonic()
+        with Container(distro=distro) as box:
+            os.environ['CHARM_UPGRADE_SNAPD_SOCKET'] = box.snapd_socket  # for _snaps' reads
+            driver = prepare(box)
+            print(f'\n{distro}: container ready in {time.monotonic() - began:.1f} s\n', flush=True)
+            bench_refresh(box, driver)
+            bench_systemd(box)
+        print(f'\n{distro}: total {time.monotonic() - began:.1f} s', flush=True)
 
 
 if __name__ == '__main__':

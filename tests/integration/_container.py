@@ -1,15 +1,15 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""A Debian bookworm container with a real systemd (PID 1) and Debian's snapd.
+"""A Debian container with a real systemd (PID 1) and Debian's snapd: bookworm or trixie.
 
 The integration tier needs what the unit tests fake: systemd as PID 1 and a snapd
 that mounts snaps and runs their services. The project's VMs run neither (PID 1
 is not systemd, there is no Snap Store), so this harness boots a Debian tree with
-``systemd-nspawn`` following /work/shared/notes/real-systemd-snapd.md.
+``systemd-nspawn`` (the recipe and its adjustments are in ``_rootfs.py``).
 
 Life of a test session::
 
-    container = Container()
+    container = Container(distro='trixie')   # or 'bookworm'
     container.start()          # host tools, cached tree, private copy, boot
     container.exec(['systemctl', 'is-system-running'])
     container.stop()           # also run by atexit if the caller forgets
@@ -182,7 +182,10 @@ def _apt_sources() -> Iterator[tuple[list[str], str, list[str], list[str], str |
 
 
 def find_mirror() -> tuple[str, str | None]:
-    """The Debian mirror (and its keyring) of the host's `bookworm main` apt source.
+    """The Debian mirror (and its keyring) of the host's Debian `main` apt source.
+
+    A Debian mirror serves every release, so the host's bookworm source also
+    gives trixie's tree; the keyring is the source's ``signed-by`` one.
 
     Raises:
         ContainerError: no such source (set CHARM_UPGRADE_IT_MIRROR).
@@ -191,20 +194,20 @@ def find_mirror() -> tuple[str, str | None]:
     if override:
         return override, None
     for types, uri, suites, components, signed_by in _apt_sources():
-        if 'deb' in types and _rootfs.SUITE in suites and 'main' in components:
+        if 'deb' in types and set(suites) & set(_rootfs.DISTROS) and 'main' in components:
             keyring = signed_by if signed_by and pathlib.Path(signed_by).is_file() else None
             return uri, keyring
     raise ContainerError(
-        f'no `deb ... {_rootfs.SUITE} main` source in /etc/apt/sources.list or '
+        f'no `deb ... {"|".join(_rootfs.DISTROS)} main` source in /etc/apt/sources.list or '
         '/etc/apt/sources.list.d/*: set CHARM_UPGRADE_IT_MIRROR to a Debian mirror'
     )
 
 
-def rootfs_key(mirror: str) -> str:
-    """Cache key of the tree: the bytes of _rootfs.py, the mirror and the architecture."""
+def rootfs_key(distro: _rootfs.Distro, mirror: str) -> str:
+    """Cache key of a tree: the bytes of _rootfs.py, the suite, the mirror, the architecture."""
     digest = hashlib.sha256()
     digest.update((HERE / '_rootfs.py').read_bytes())
-    digest.update(f'\0{mirror}\0{platform.machine()}'.encode())
+    digest.update(f'\0{distro.suite}\0{mirror}\0{platform.machine()}'.encode())
     return digest.hexdigest()[:16]
 
 
@@ -557,16 +560,26 @@ class Container:
     """One booted copy of the cached tree for one test session.
 
     Args:
+        distro: the Debian release, a key of ``_rootfs.DISTROS`` (bookworm, trixie).
         cache_dir: where the built trees are cached (``CHARM_UPGRADE_IT_CACHE``).
         work_base: parent of the session directory (``CHARM_UPGRADE_IT_WORKDIR``).
     """
 
     def __init__(
-        self, *, cache_dir: pathlib.Path | None = None, work_base: pathlib.Path | None = None
+        self,
+        *,
+        distro: str = 'bookworm',
+        cache_dir: pathlib.Path | None = None,
+        work_base: pathlib.Path | None = None,
     ) -> None:
+        if distro not in _rootfs.DISTROS:
+            raise ContainerError(
+                f'unknown distribution {distro!r}: one of {list(_rootfs.DISTROS)}'
+            )
+        self.distro = _rootfs.DISTROS[distro]
         self.cache_dir = cache_dir or CACHE_DIR
         self.work_base = work_base or WORK_BASE
-        self.name = f'cu-it-{os.getpid()}-{secrets.token_hex(3)}'
+        self.name = f'cu-it-{distro[:4]}-{os.getpid()}-{secrets.token_hex(3)}'
         self.workdir = self.work_base / self.name
         self.rootfs = self.workdir / 'rootfs'
         self.share_dir = self.workdir / 'share'
@@ -580,7 +593,7 @@ class Container:
 
     @property
     def snapd_socket(self) -> str:
-        """Host path of the proxy to the container's snapd (for snap-http / the library)."""
+        """Host path of the proxy to the container's snapd (for the library and the tests)."""
         return str(self.share_dir / _rootfs.PROXY_SOCKET_NAME)
 
     @property
@@ -648,13 +661,13 @@ class Container:
 
     def _cached_tree(self, mirror: str, keyring: str | None) -> pathlib.Path:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        tree = self.cache_dir / f'rootfs-{rootfs_key(mirror)}'
+        tree = self.cache_dir / f'rootfs-{self.distro.suite}-{rootfs_key(self.distro, mirror)}'
         if tree.is_dir():
             return tree
         with _flock(self.cache_dir / '.lock', fcntl.LOCK_EX):
             if tree.is_dir():  # another run built it while we waited
                 return tree
-            self.timings.update(build_rootfs(tree, mirror, keyring))
+            self.timings.update(build_rootfs(tree, self.distro, mirror, keyring))
         return tree
 
     def _boot(self) -> None:
@@ -841,7 +854,7 @@ class Container:
             ['/opt/venv/bin/python', '-c', code], check=check, timeout=timeout, env=env
         )
 
-    def build_test_snap(self, revision_label: str) -> str:
+    def build_test_snap(self, revision_label: str, name: str = PROBE_SNAP) -> str:
         """Pack the ``cu-probe`` test snap; return its path inside the container.
 
         A strict snap on the ``bare`` base made of busybox-static: daemons ``web``
@@ -851,14 +864,20 @@ class Container:
         ``$SNAP_COMMON/fail-post-refresh`` exists (so snapd undoes the refresh). The
         label is the snap's version. Each `snap install --dangerous` of a build gives
         the next local revision (x1, x2, ...). The file is kept in the share.
+
+        The ``cu-probe`` app also plugs ``network-observe``, which snapd does not
+        connect by itself: the tests connect and disconnect it.
+
+        With another ``name``, the same snap under that name without the ``web``
+        daemon (whose port the probe holds): a second snap to sideload.
         """
         if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9.+~-]{0,31}', revision_label):
             raise ValueError(f'not a usable snap version: {revision_label!r}')
         self._require()
-        src = self.share_dir / 'probe-src' / revision_label
+        src = self.share_dir / 'probe-src' / f'{name}-{revision_label}'
         if src.exists():
             shutil.rmtree(src)
-        for path, text, mode in _probe_files(revision_label):
+        for path, text, mode in _probe_files(revision_label, name):
             target = src / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
@@ -867,42 +886,42 @@ class Container:
         for applet in ('sh', 'sleep', 'date', 'cat'):
             (src / 'bin' / applet).symlink_to('busybox')
         (self.share_dir / 'snaps').mkdir(exist_ok=True)
-        filename = f'{PROBE_SNAP}_{revision_label}.snap'
+        filename = f'{name}_{revision_label}.snap'
         share = _rootfs.SHARE_INSIDE
         self.exec(
-            [
-                'snap',
-                'pack',
-                f'{share}/probe-src/{revision_label}',
-                f'{share}/snaps',
-                f'--filename={filename}',
-            ],
+            _rootfs.squashfs_command(
+                f'{share}/probe-src/{name}-{revision_label}', f'{share}/snaps/{filename}'
+            ),
             timeout=120,
         )
         return f'{share}/snaps/{filename}'
 
 
-def _probe_files(label: str) -> list[tuple[str, str, int]]:
+def _probe_files(label: str, name: str = PROBE_SNAP) -> list[tuple[str, str, int]]:
     """Files of the cu-probe snap (path in the snap, text, mode); busybox is added apart."""
-    shebang = f'#!/snap/{PROBE_SNAP}/current/bin/busybox sh\n'
-    snap_yaml = f"""\
-name: {PROBE_SNAP}
-version: '{label}'
-summary: charm-upgrade integration probe
-description: Two busybox daemons, a plain app and refresh hooks for integration tests.
-base: bare
-confinement: strict
-grade: devel
-apps:
+    shebang = f'#!/snap/{name}/current/bin/busybox sh\n'
+    web = """\
   web:
     command: bin/busybox httpd -f -p 127.0.0.1:8080 -h $SNAP/www
     daemon: simple
     plugs: [network-bind]
+"""
+    snap_yaml = f"""\
+name: {name}
+version: '{label}'
+summary: charm-upgrade integration probe
+description: Busybox daemons, a plain app and refresh hooks for integration tests.
+base: bare
+confinement: strict
+grade: devel
+apps:
+{web if name == PROBE_SNAP else ''}\
   worker:
     command: bin/sh $SNAP/bin/worker.sh
     daemon: simple
-  {PROBE_SNAP}:
+  {name}:
     command: bin/busybox
+    plugs: [network-observe]
 """
     worker = """\
 # cu-probe worker: proves it runs by rewriting a heartbeat file every second.
@@ -940,7 +959,9 @@ def _copy_tree(source: pathlib.Path, dest: pathlib.Path) -> None:
         raise ContainerError(f'cp -a {source} {dest} failed: {result.stderr[-2000:]}')
 
 
-def build_rootfs(tree: pathlib.Path, mirror: str, keyring: str | None) -> dict[str, float]:
+def build_rootfs(
+    tree: pathlib.Path, distro: _rootfs.Distro, mirror: str, keyring: str | None
+) -> dict[str, float]:
     """Build the tree into a temporary directory, seed it, then rename it to ``tree``.
 
     The caller holds the cache's exclusive lock. The rename is atomic, so an
@@ -961,7 +982,7 @@ def build_rootfs(tree: pathlib.Path, mirror: str, keyring: str | None) -> dict[s
     try:
         share.mkdir(parents=True)
         logger.info('building %s from %s', tree, mirror)
-        _rootfs.debootstrap(root, mirror, keyring)
+        _rootfs.debootstrap(root, distro, mirror, keyring)
         timings['debootstrap'] = time.monotonic() - begin
         _rootfs.configure(root)
         started = time.monotonic()
@@ -987,8 +1008,17 @@ def build_rootfs(tree: pathlib.Path, mirror: str, keyring: str | None) -> dict[s
 
 
 def _prune_caches(cache: pathlib.Path, keep: pathlib.Path) -> None:
-    """Keep the newest KEEP_CACHES trees (by last use); the caller holds the lock."""
-    trees = [p for p in cache.glob('rootfs-*') if p.is_dir() and p != keep]
+    """Keep the newest KEEP_CACHES trees of each distribution (by last use).
+
+    Trees are named ``rootfs-<suite>-<key>``; a name without a known suite is
+    an older layout and counts as its own group. The caller holds the lock.
+    """
+    group = _tree_group(keep.name)
+    trees = [
+        p
+        for p in cache.glob('rootfs-*')
+        if p.is_dir() and p != keep and _tree_group(p.name) == group
+    ]
 
     def last_use(path: pathlib.Path) -> float:
         stamp = path.parent / f'{path.name}.used'
@@ -998,6 +1028,11 @@ def _prune_caches(cache: pathlib.Path, keep: pathlib.Path) -> None:
         logger.info('pruning the old tree %s', old)
         _remove_tree(old)
         (cache / f'{old.name}.used').unlink(missing_ok=True)
+
+
+def _tree_group(name: str) -> str:
+    suite = name.split('-')[1] if name.count('-') >= 2 else ''
+    return suite if suite in _rootfs.DISTROS else ''
 
 
 def _reap_stale_sessions(base: pathlib.Path) -> None:

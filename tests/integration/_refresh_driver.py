@@ -27,8 +27,6 @@ import sys
 import time
 from typing import Any
 
-import snap_http.http
-
 from charm_upgrade import CharmSpecificMachines, SnapRefreshError
 from charm_upgrade.snapd import Snapd
 
@@ -90,8 +88,6 @@ class ProbeRefresh(CharmSpecificMachines):
 
 
 def main(snap: str, revision: str, records: str) -> dict[str, Any]:
-    # snap-http's module global, for the recorder's own reads (the library sets it per call).
-    snap_http.http.SNAPD_SOCKET = os.environ['CHARM_UPGRADE_SNAPD_SOCKET']
     machine = ProbeRefresh(workload_name='Probe', charm_name='cu-probe-charm')
     began = time.monotonic()
     try:

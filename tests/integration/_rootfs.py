@@ -8,9 +8,10 @@ edit anything here and the next run builds a fresh tree. Runtime behaviour (how
 the tree is booted, entered and stopped) lives in ``_container.py`` and does not
 invalidate the cache.
 
-The recipe is /work/shared/notes/real-systemd-snapd.md: Debian bookworm with
-systemd and Debian's snapd, plus six adjustments, each explained where it is
-applied below.
+The recipe: a Debian tree with systemd and Debian's snapd, plus six
+adjustments, each explained where it is applied below. Two distributions are
+built from it (:data:`DISTROS`): bookworm (snapd 2.57, systemd 252) and trixie
+(snapd 2.68, systemd 257); the cache key includes the distribution.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ import pathlib
 import shutil
 import subprocess
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-SUITE = 'bookworm'
 PACKAGES = (
     'systemd',
     'systemd-sysv',
@@ -42,6 +42,25 @@ PACKAGES = (
     'python3',
     'python3-venv',
 )
+
+
+class Distro(NamedTuple):
+    """A Debian release the tier runs on."""
+
+    suite: str
+    python: str
+    """The version of its python3, for the wheels installed inside."""
+    snapd: str
+    """The snapd version it ships (major.minor, as the tests compare it)."""
+
+
+DISTROS = {
+    'bookworm': Distro('bookworm', '3.11', '2.57'),
+    # trixie's minbase has neither python3 nor `which`: PACKAGES brings
+    # python3, and nothing in the tier runs `which`.
+    'trixie': Distro('trixie', '3.13', '2.68'),
+}
+DEFAULT_DISTROS = ('bookworm', 'trixie')
 
 SHARE_INSIDE = '/run/host-share'
 """Where the host's per-session share directory is bind-mounted in the container."""
@@ -151,7 +170,7 @@ type: base
 
 SNAPD_YAML = """\
 name: snapd
-version: '2.57.6+stand-in'
+version: 'stand-in'
 summary: snapd stand-in (charm-upgrade integration)
 description: Carries only usr/lib/snapd/info; SNAP_REEXEC=0 keeps the host snapd.
 type: snapd
@@ -175,8 +194,8 @@ class Runner(Protocol):
         ...
 
 
-def debootstrap(root: pathlib.Path, mirror: str, keyring: str | None) -> None:
-    """Create the minimal bookworm tree with every package the recipe needs."""
+def debootstrap(root: pathlib.Path, distro: Distro, mirror: str, keyring: str | None) -> None:
+    """Create the minimal tree of ``distro`` with every package the recipe needs."""
     cmd = [
         'debootstrap',
         '--variant=minbase',
@@ -184,13 +203,13 @@ def debootstrap(root: pathlib.Path, mirror: str, keyring: str | None) -> None:
     ]
     if keyring:
         cmd.append(f'--keyring={keyring}')
-    cmd += [SUITE, str(root), mirror]
+    cmd += [distro.suite, str(root), mirror]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         log = root / 'debootstrap' / 'debootstrap.log'
         detail = log.read_text(errors='replace')[-3000:] if log.exists() else ''
         raise RuntimeError(
-            f'debootstrap of {SUITE} from {mirror} failed (exit {result.returncode}):\n'
+            f'debootstrap of {distro.suite} from {mirror} failed (exit {result.returncode}):\n'
             f'{result.stdout[-2000:]}{result.stderr[-2000:]}\n{detail}'
         )
 
@@ -284,15 +303,35 @@ def refresh_hold_value(days: int = REFRESH_HOLD_DAYS) -> str:
     return when.strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
+def squashfs_command(source: str, target: str) -> list[str]:
+    """The command that packs the snap tree ``source`` into ``target`` (paths inside).
+
+    ``snap pack`` fails on trixie once the stand-in snapd snap is installed
+    (snapd 2.68 looks for ``mksquashfs`` inside the snapd snap), so every snap
+    of the tier is packed with squashfs-tools directly, with the options
+    ``snap pack`` uses.
+    """
+    return [
+        'mksquashfs',
+        source,
+        target,
+        '-noappend',
+        '-comp',
+        'xz',
+        '-no-xattrs',
+        '-no-fragments',
+        '-all-root',
+        '-quiet',
+    ]
+
+
 def seed(container: Runner, share: pathlib.Path, root: pathlib.Path) -> None:
     """First boot of the tree: install the two stand-ins (snapd first) and hold refreshes."""
     write_standins(share, root)
     inside = f'{SHARE_INSIDE}/standins'
     container.exec(['snap', 'wait', 'system', 'seed.loaded'], timeout=180)
     for name in ('snapd', 'bare'):
-        container.exec(
-            ['snap', 'pack', f'{inside}/{name}', inside, f'--filename={name}.snap'], timeout=120
-        )
+        container.exec(squashfs_command(f'{inside}/{name}', f'{inside}/{name}.snap'), timeout=120)
     for name in ('snapd', 'bare'):
         container.exec(['snap', 'install', '--dangerous', f'{inside}/{name}.snap'], timeout=180)
     container.exec(['snap', 'set', 'system', f'refresh.hold={refresh_hold_value()}'])

@@ -2,19 +2,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """The cu-probe test snap as the tests see it: its revision, its services, snapd's changes.
 
-Reads go through the proxy socket with snap-http (the caller points
-``snap_http.http.SNAPD_SOCKET`` at it, see the ``snapd_socket`` fixture) or run
-inside the container with the ``snap`` CLI.
+Reads go through the proxy socket named by ``$CHARM_UPGRADE_SNAPD_SOCKET`` (the
+``snapd_socket`` fixture sets it) with a bare HTTP client (tests/raw_snapd.py),
+not the library under test, or run inside the container with the ``snap`` CLI.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
-import snap_http
-import snap_http.http
+from raw_snapd import raw, result, wait_ready
 
 if TYPE_CHECKING:
     from _container import Container
@@ -53,26 +53,39 @@ def assert_workload_runs(container: Container, version: str) -> None:
     assert web_page(container) == version
 
 
+def socket() -> str:
+    """The proxy socket of the container's snapd."""
+    return os.environ['CHARM_UPGRADE_SNAPD_SOCKET']
+
+
+def snap_info(name: str = PROBE) -> dict[str, Any]:
+    """``GET /v2/snaps/{name}``'s result."""
+    return result(socket(), f'/v2/snaps/{name}')
+
+
 def revision() -> str:
     """The probe's revision as snapd reports it over REST."""
-    return str(snap_http.http.get(f'/snaps/{PROBE}').result['revision'])
+    return str(snap_info()['revision'])
 
 
 def wait_change(change_id: str, timeout: float = 60) -> dict[str, Any]:
     """Poll the change through the proxy socket until snapd says it is ready."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result: dict[str, Any] = snap_http.check_change(change_id).result
-        if result['ready']:
-            return result
-        assert time.monotonic() < deadline, f'change {change_id} not ready: {result}'
-        time.sleep(0.1)
+    return wait_ready(socket(), change_id, timeout)
+
+
+def refresh(target: str, name: str = PROBE) -> str:
+    """Ask snapd to refresh the snap to ``target``; return the change id."""
+    status, envelope = raw(
+        socket(), 'POST', f'/v2/snaps/{name}', body={'action': 'refresh', 'revision': target}
+    )
+    assert status == 202, envelope
+    return envelope['change']
 
 
 def changes(select: str = 'all') -> list[dict[str, Any]]:
     """snapd's changes of the probe (``all``, ``in-progress`` or ``ready``), oldest first."""
-    result = snap_http.http.get('/changes', query_params={'for': PROBE, 'select': select}).result
-    return sorted(result, key=lambda c: int(c['id']))
+    listed = result(socket(), '/v2/changes', **{'for': PROBE, 'select': select})
+    return sorted(listed, key=lambda c: int(c['id']))
 
 
 def changes_since(change_id: int, kind: str | None = None) -> list[dict[str, Any]]:
@@ -118,7 +131,7 @@ def reset(container: Container, target: str) -> None:
     for change in changes('in-progress'):
         wait_change(change['id'])
     if revision() != target:
-        change = wait_change(snap_http.refresh(PROBE, revision=target).change or '')
+        change = wait_change(refresh(target))
         assert change['status'] == 'Done', change.get('err')
     if services(container) != UP:
         container.exec(['snap', 'start', '--enable', PROBE])

@@ -1,6 +1,12 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""Fixtures of the integration tier: one real systemd + snapd container per session.
+"""Fixtures of the integration tier: one real systemd + snapd container per distribution.
+
+The session's tests run once per distribution (Debian bookworm with snapd 2.57
+and trixie with snapd 2.68; ``$CHARM_UPGRADE_IT_DISTROS`` picks some, such as
+``trixie``): the ``container`` fixture is parametrised by it, so each test id
+ends in ``[bookworm]`` or ``[trixie]`` and pytest runs all of one
+distribution's tests before it boots the next container.
 
 Every test in this directory gets the ``integration`` marker. When the container
 cannot be built or booted, the tests fail (error at setup) with the reason; they
@@ -20,9 +26,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+import _rootfs
 import _snaps
 import pytest
-import snap_http.http
 from _container import Container, ContainerError, build_project_wheel, download_wheels
 from _refresh_driver import refresh_versions
 
@@ -32,7 +38,7 @@ if TYPE_CHECKING:
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 # What runs inside with /opt/venv/bin/python, besides the repository's own wheel.
-INSIDE_REQUIREMENTS = ('pytest>=8', 'ops>=2.17,<4', 'snap-http>=1.12.1', 'charm-refresh~=3.1.1')
+INSIDE_REQUIREMENTS = ('pytest>=8', 'ops>=2.17,<4', 'charm-refresh~=3.1.1')
 TIMINGS: dict[str, float] = {}
 NOTES: list[str] = []
 
@@ -50,7 +56,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.section('charm-upgrade integration harness')
     for key, value in TIMINGS.items():
-        terminalreporter.write_line(f'{key:>28}: {value:7.2f} s')
+        terminalreporter.write_line(f'{key:>38}: {value:7.2f} s')
     for note in NOTES:
         terminalreporter.write_line(f'note: {note}')
     target = os.environ.get('CHARM_UPGRADE_IT_TIMINGS')
@@ -68,21 +74,40 @@ def _sigterm_to_interrupt() -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-@pytest.fixture(scope='session')
-def container() -> Iterator[Container]:
-    """The booted container, shared by the whole session and always stopped."""
+def distros() -> list[str]:
+    """The distributions to run on: ``$CHARM_UPGRADE_IT_DISTROS`` (comma-separated) or all."""
+    chosen = os.environ.get('CHARM_UPGRADE_IT_DISTROS', '')
+    names = [n.strip() for n in chosen.split(',') if n.strip()] or list(_rootfs.DEFAULT_DISTROS)
+    unknown = sorted(set(names) - set(_rootfs.DISTROS))
+    if unknown:
+        raise pytest.UsageError(
+            f'CHARM_UPGRADE_IT_DISTROS names {unknown}: known are {sorted(_rootfs.DISTROS)}'
+        )
+    return names
+
+
+@pytest.fixture(scope='session', params=distros())
+def container(request: pytest.FixtureRequest) -> Iterator[Container]:
+    """The booted container of one distribution, shared by its tests and always stopped."""
     _sigterm_to_interrupt()
-    box = Container()
+    distro: str = request.param
+    box = Container(distro=distro)
+    began = time.monotonic()
     try:
         box.start()
     except ContainerError as error:
-        TIMINGS.update(box.timings)
-        pytest.fail(f'cannot run the integration container: {error}', pytrace=False)
+        _add_timings(distro, box.timings)
+        pytest.fail(f'cannot run the {distro} integration container: {error}', pytrace=False)
     try:
         yield box
     finally:
         box.stop()
-        TIMINGS.update(box.timings)
+        _add_timings(distro, box.timings)
+        TIMINGS[f'{distro}: tier'] = time.monotonic() - began
+
+
+def _add_timings(distro: str, timings: dict[str, float]) -> None:
+    TIMINGS.update({f'{distro}: {key}': value for key, value in timings.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +120,7 @@ class InsidePython:
 
 @pytest.fixture(scope='session')
 def container_python(container: Container) -> InsidePython:
-    """/opt/venv inside with pytest, ops, snap-http, charm-refresh and the repo's wheel.
+    """/opt/venv inside with pytest, ops, charm-refresh and the repo's wheel.
 
     Building the repository's wheel is allowed to fail (the library may be mid-edit);
     the failure is recorded, the third-party wheels are installed anyway.
@@ -113,18 +138,17 @@ def container_python(container: Container) -> InsidePython:
     if project_wheel is not None:
         requirements.append(str(project_wheel))  # its dependencies, as pyproject says now
     try:
-        download_wheels(wheels, requirements)
+        download_wheels(wheels, requirements, python_version=container.distro.python)
     except ContainerError as error:
         pytest.fail(str(error), pytrace=False)
-    TIMINGS['wheels_host'] = time.monotonic() - started
+    TIMINGS[f'{container.distro.suite}: wheels_host'] = time.monotonic() - started
     container.install_python_packages(wheels)
     return InsidePython(project_wheel.name if project_wheel else None, project_error)
 
 
 @pytest.fixture
 def snapd_socket(container: Container, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Point snap-http and the library (CHARM_UPGRADE_SNAPD_SOCKET) at the container's snapd."""
-    monkeypatch.setattr(snap_http.http, 'SNAPD_SOCKET', container.snapd_socket)
+    """Point the library (CHARM_UPGRADE_SNAPD_SOCKET) and _snaps at the container's snapd."""
     monkeypatch.setenv('CHARM_UPGRADE_SNAPD_SOCKET', container.snapd_socket)
     return container.snapd_socket
 
@@ -249,19 +273,23 @@ def refresh_runner(
 
 
 @pytest.fixture
-def record_timing() -> Callable[[str, float], None]:
-    """Add a measured figure to the harness section of the terminal summary."""
+def record_timing(container: Container) -> Callable[[str, float], None]:
+    """Add a measured figure, named with the distribution, to the terminal summary."""
 
     def record(key: str, seconds: float) -> None:
-        TIMINGS[key] = seconds
+        TIMINGS[f'{container.distro.suite}: {key}'] = seconds
 
     return record
 
 
 @pytest.fixture
-def record_note() -> Callable[[str], None]:
-    """Add a line to the harness section of the terminal summary."""
-    return NOTES.append
+def record_note(container: Container) -> Callable[[str], None]:
+    """Add a line, naming the distribution, to the terminal summary."""
+
+    def note(text: str) -> None:
+        NOTES.append(f'{container.distro.suite}: {text}')
+
+    return note
 
 
 @pytest.fixture(scope='session')

@@ -99,7 +99,8 @@ def run_step(
     container: Container, inside_driver: str, request: pytest.FixtureRequest
 ) -> Callable[[str, list[dict[str, Any]]], dict[str, Any]]:
     """Run prepare or complete inside, in a new process; return what it printed."""
-    state_dir = f'/var/lib/cu-it-state/{request.node.name}'
+    # One directory per test (a container per distribution, so no parameter in the name).
+    state_dir = f'/var/lib/cu-it-state/{request.node.originalname}'
     container.exec(['rm', '-rf', state_dir])
 
     def step(name: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
