@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from charm_upgrade import _bases
-from charm_upgrade.testing._fake_systemd import FakeSystemd
+# The shared contract test lives outside the test modules: rewrite its asserts too.
+pytest.register_assert_rewrite('snapd_contract')
+
+from charm_upgrade import _bases  # noqa: E402
+from charm_upgrade.testing._fake_systemd import FakeSystemd  # noqa: E402
 
 if TYPE_CHECKING:
     import pathlib

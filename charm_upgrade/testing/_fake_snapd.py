@@ -167,6 +167,11 @@ class FakeSnapd:
         """The path of the unix socket the fake listens on."""
         return self._path
 
+    @property
+    def version(self) -> str:
+        """The snapd version the fake answers as (``GET /v2/system-info``)."""
+        return self._state.version
+
     def start(self) -> None:
         """Start listening and running changes; a no-op if already started."""
         with self._life:

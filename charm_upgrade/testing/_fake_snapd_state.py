@@ -399,7 +399,9 @@ class SnapdState:
         if not isinstance(body, Form):
             raise ApiError(400, 'the fake snapd does not implement multi-snap operations')
         if 'snap' not in body.files:
-            raise ApiError(400, 'cannot find "snap" file field in provided multipart/form-data')
+            raise ApiError(
+                400, 'cannot find "snap" file field in provided multipart/form-data payload'
+            )
         filename, content = body.files['snap']
         if body.fields.get('dangerous') != 'true':
             raise ApiError(
@@ -597,7 +599,12 @@ class SnapdState:
         interface = snap.plugs[plug]
         slot_snap = slot_snap or SYSTEM_SNAP
         owner = self.snaps.get(slot_snap)
-        if slot_snap != SYSTEM_SNAP and (owner is None or (slot and slot not in owner.slots)):
+        if slot_snap == SYSTEM_SNAP:
+            # The system has a slot for each interface; the fake knows those its snaps plug.
+            known = {i for s in self.snaps.values() for i in s.plugs.values()}
+        else:
+            known = set(owner.slots) if owner is not None else set()
+        if slot and slot not in known:
             raise ApiError(400, f'snap "{slot_snap}" has no slot named "{slot}"')
         slot = slot or interface
         key = (plug_snap, plug, slot_snap, slot)

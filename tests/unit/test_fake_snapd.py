@@ -429,7 +429,7 @@ def test_sideload_refuses_what_snapd_would(snapd: FakeSnapd, tmp_path: pathlib.P
     status, envelope = raw(socket_path, 'POST', '/v2/snaps', form={'dangerous': 'true'})
     assert (status, envelope['result']['message']) == (
         400,
-        'cannot find "snap" file field in provided multipart/form-data',
+        'cannot find "snap" file field in provided multipart/form-data payload',
     )
     file = ('tool.snap', path.read_bytes())
     status, envelope = raw(socket_path, 'POST', '/v2/snaps', form={'dangerous': 'true'}, file=file)
