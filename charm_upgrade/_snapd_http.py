@@ -9,14 +9,15 @@ time cannot hold a request past its deadline. The socket is closed on every
 path. Each failure becomes one :class:`~charm_upgrade.SnapdError` subclass,
 and snapd's error kinds map to types in one table, :data:`API_ERRORS`.
 
-Standard library only; ``http.client`` is imported on first use.
+Standard library only. ``import charm_upgrade`` does not import this module:
+:mod:`charm_upgrade.snapd` is imported where snapd is first used.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
-import functools
+import http.client
 import json
 import logging
 import os
@@ -38,7 +39,6 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    import http.client
     from collections.abc import Callable, Iterable, Iterator, Mapping
 
 logger = logging.getLogger('charm_upgrade.snapd')
@@ -221,8 +221,6 @@ def exchange(path: str, request: Request, timeout: float) -> dict[str, Any]:
         SnapdBadResponse: the answer is not snapd's JSON envelope.
         OSError: a file being uploaded could not be read.
     """
-    import http.client
-
     began = time.monotonic()
     stage = 'connect'
     connection: http.client.HTTPConnection | None = None
@@ -234,7 +232,7 @@ def exchange(path: str, request: Request, timeout: float) -> dict[str, Any]:
                 f'the path is {len(os.fsencode(path))} bytes, more than the '
                 f'{SUN_PATH_MAX} a unix socket address holds',
             )
-        connection = _connection_type()(path, began + timeout)
+        connection = _UnixConnection(path, began + timeout)
         connection.connect()
         stage = 'send'
         body = request.body() if callable(request.body) else request.body
@@ -311,28 +309,24 @@ class _DeadlineSocket(socket.socket):
         return super().recv_into(buffer, nbytes, flags)
 
 
-@functools.cache
-def _connection_type() -> Callable[[str, float], http.client.HTTPConnection]:
-    """``http.client.HTTPConnection`` over a unix socket with a deadline, made on first use."""
-    import http.client
+class _UnixConnection(http.client.HTTPConnection):
+    """``http.client.HTTPConnection`` over a unix socket, every operation within a deadline."""
 
-    class UnixConnection(http.client.HTTPConnection):
-        def __init__(self, path: str, deadline: float):
-            super().__init__('localhost')
-            self._path = path
-            self._deadline = deadline
+    def __init__(self, path: str, deadline: float):
+        super().__init__('localhost')
+        self._path = path
+        self._deadline = deadline
 
-        def connect(self) -> None:
-            sock = _DeadlineSocket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.deadline = self._deadline
-            try:
-                sock.connect(self._path)
-            except BaseException:
-                sock.close()
-                raise
-            self.sock = sock
-
-    return UnixConnection
+    def connect(self) -> None:
+        """Connect to the socket within the time left (the socket is closed if it fails)."""
+        sock = _DeadlineSocket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.deadline = self._deadline
+        try:
+            sock.connect(self._path)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 def _decode(status: int, data: bytes, where: str) -> dict[str, Any]:
@@ -405,8 +399,6 @@ def _bad(where: str, answer: object, status: int) -> SnapdBadResponse:
 def _failure(
     error: Exception, stage: str, path: str, request: Request, timeout: float
 ) -> SnapdError:
-    import http.client
-
     where = f'{request.what} ({request.line} on {path})'
     sent = stage == 'answer'
     if isinstance(error, TimeoutError):

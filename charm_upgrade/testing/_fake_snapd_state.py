@@ -603,7 +603,7 @@ class SnapdState:
             # The system has a slot for each interface; the fake knows those its snaps plug.
             known = {i for s in self.snaps.values() for i in s.plugs.values()}
         else:
-            known = set(owner.slots) if owner is not None else set()
+            known = set(owner.slots) if owner is not None else set[str]()
         if slot and slot not in known:
             raise ApiError(400, f'snap "{slot_snap}" has no slot named "{slot}"')
         slot = slot or interface
