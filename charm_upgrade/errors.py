@@ -15,7 +15,7 @@ attributes, not only in its message. Callers branch on the types; each
     ├── StateFileError              (.path, .problem): a damaged or unwritable record
     ├── StateLockTimeout            (.path, .holder): another process holds the unit's state
     ├── SnapRefreshError            (its __cause__ is the SnapdError, if any)
-    └── SnapdError                  (.kind, .status_code, .change_id, .value)
+    └── SnapdError                  (.kind, .status_code, .change_id, .value, .request_sent)
         ├── SnapdUnreachable        connection-error: no socket, refused, EACCES, EMFILE...
         ├── SnapdTimeout            timeout: a request's deadline, or a wait for a change
         ├── SnapdBadResponse        bad-response: an answer that is not snapd's JSON envelope
