@@ -9,15 +9,18 @@ to see snapd's answers as they are (status and envelope), independently of
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import socket
+import tempfile
+import threading
 import time
 import urllib.parse
 from typing import Any
 
-__all__ = ['ApiAnswer', 'raw', 'result', 'wait_ready']
+__all__ = ['ApiAnswer', 'UnixServer', 'raw', 'read_request', 'result', 'wait_ready']
 
 ApiAnswer = tuple[int, dict[str, Any]]
 
@@ -102,3 +105,69 @@ def wait_ready(path: str, change_id: str, timeout: float = 60.0) -> dict[str, An
             return change
         assert time.monotonic() < deadline, f'change {change_id} not ready: {change}'
         time.sleep(0.01)
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """Read one HTTP request (head and Content-Length body) from ``conn``."""
+    data = b''
+    while b'\r\n\r\n' not in data:
+        piece = conn.recv(65536)
+        if not piece:
+            return data
+        data += piece
+    head, _, body = data.partition(b'\r\n\r\n')
+    length = 0
+    for line in head.split(b'\r\n'):
+        if line.lower().startswith(b'content-length:'):
+            length = int(line.split(b':')[1])
+    while len(body) < length:
+        piece = conn.recv(65536)
+        if not piece:
+            break
+        body += piece
+    return head + b'\r\n\r\n' + body
+
+
+class UnixServer:
+    """A unix socket in a directory of its own, whose connections :meth:`handle` serves.
+
+    One connection at a time, on a thread; :meth:`close` stops it and removes the socket.
+    """
+
+    def __init__(self) -> None:
+        self._dir = tempfile.mkdtemp(prefix='cu-test-snapd-', dir='/tmp')
+        self.path = os.path.join(self._dir, 'snapd.socket')
+        self._stop = threading.Event()
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(self.path)
+        self._server.listen(16)
+        self._server.settimeout(0.05)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def handle(self, conn: socket.socket) -> None:
+        """Serve one connection; it is closed afterwards."""
+        raise NotImplementedError
+
+    def stopping(self, seconds: float = 0.0) -> bool:
+        """Wait ``seconds``; whether the server is being closed."""
+        return self._stop.wait(seconds)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(30)
+                self.handle(conn)
+
+    def close(self) -> None:
+        """Stop serving, join the thread, remove the socket and its directory."""
+        self._stop.set()
+        self._thread.join(30)
+        self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.rmdir(self._dir)

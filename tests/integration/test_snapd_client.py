@@ -12,15 +12,12 @@ already done) and return its id, never send the write again.
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import tempfile
-import threading
 from typing import TYPE_CHECKING
 
 import _snaps
 import pytest
-from raw_snapd import result
+from raw_snapd import UnixServer, read_request, result
 
 from charm_upgrade import SnapdUnreachable
 from charm_upgrade.snapd import Snapd
@@ -32,72 +29,31 @@ if TYPE_CHECKING:
     from conftest import Probe
 
 
-class LosingRelay:
+class LosingRelay(UnixServer):
     """A unix socket that relays to snapd and drops the answers of the first ``lose`` writes."""
 
     def __init__(self, target: str, lose: int):
         self.target = target
         self.lose = lose
         self.writes = 0
-        self._dir = tempfile.mkdtemp(prefix='cu-relay-', dir='/tmp')
-        self.path = os.path.join(self._dir, 'relay.socket')
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(self.path)
-        self._server.listen(16)
-        self._server.settimeout(0.1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            with client, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
-                client.settimeout(30)
-                upstream.settimeout(60)
-                upstream.connect(self.target)
-                request = _read_request(client)
-                # snapd keeps connections open; this relay reads one answer to its end.
-                head, _, rest = request.partition(b'\r\n')
-                upstream.sendall(head + b'\r\nConnection: close\r\n' + rest)
-                answer = _read_all(upstream)
-                if not request.startswith(b'GET '):
-                    self.writes += 1
-                    if self.writes <= self.lose:
-                        continue  # snapd acted; its answer is lost
-                client.sendall(answer)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._server.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        os.rmdir(self._dir)
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    data = b''
-    while b'\r\n\r\n' not in data:
-        data += conn.recv(65536)
-    head, _, body = data.partition(b'\r\n\r\n')
-    length = 0
-    for line in head.split(b'\r\n'):
-        if line.lower().startswith(b'content-length:'):
-            length = int(line.split(b':')[1])
-    while len(body) < length:
-        body += conn.recv(65536)
-    return head + b'\r\n\r\n' + body
-
-
-def _read_all(conn: socket.socket) -> bytes:
-    chunks: list[bytes] = []
-    while piece := conn.recv(65536):
-        chunks.append(piece)
-    return b''.join(chunks)
+    def handle(self, conn: socket.socket) -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as upstream:
+            upstream.settimeout(60)
+            upstream.connect(self.target)
+            request = read_request(conn)
+            # snapd keeps connections open; this relay reads one answer to its end.
+            head, _, rest = request.partition(b'\r\n')
+            upstream.sendall(head + b'\r\nConnection: close\r\n' + rest)
+            chunks: list[bytes] = []
+            while piece := upstream.recv(65536):
+                chunks.append(piece)
+        if not request.startswith(b'GET '):
+            self.writes += 1
+            if self.writes <= self.lose:
+                return  # snapd acted; its answer is lost
+        conn.sendall(b''.join(chunks))
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from raw_snapd import UnixServer, read_request
 
 from charm_upgrade import (
     ChangeConflict,
@@ -88,8 +89,8 @@ def posts(fake: FakeSnapd) -> list[RecordedRequest]:
 # A snapd that misbehaves ------------------------------------------------------------
 
 
-class CannedSnapd:
-    """A unix socket server that reads one request per connection and sends canned bytes.
+class CannedSnapd(UnixServer):
+    """A server that reads one request per connection and sends canned bytes.
 
     ``answer`` is sent ``chunk`` bytes at a time with ``pause`` seconds between
     chunks, then the connection is closed. ``hung_up`` is set when the client
@@ -97,64 +98,22 @@ class CannedSnapd:
     """
 
     def __init__(self, answer: bytes, *, chunk: int = 0, pause: float = 0.0):
-        self._dir = tempfile.mkdtemp(prefix='canned-snapd-', dir='/tmp')
-        self.path = os.path.join(self._dir, 'snapd.socket')
         self.answer = answer
         self.chunk = chunk or len(answer) or 1
         self.pause = pause
         self.requests: list[bytes] = []
         self.hung_up = threading.Event()
-        self._stop = threading.Event()
-        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._server.bind(self.path)
-        self._server.listen(8)
-        self._server.settimeout(0.05)
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(5)
-                self.requests.append(_read_request(conn))
-                try:
-                    for start in range(0, len(self.answer), self.chunk):
-                        if self._stop.wait(self.pause if start else 0):
-                            return
-                        conn.sendall(self.answer[start : start + self.chunk])
-                except OSError:
-                    self.hung_up.set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._server.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
-        os.rmdir(self._dir)
-
-
-def _read_request(conn: socket.socket) -> bytes:
-    data = b''
-    while b'\r\n\r\n' not in data:
-        piece = conn.recv(65536)
-        if not piece:
-            return data
-        data += piece
-    head, _, body = data.partition(b'\r\n\r\n')
-    for line in head.split(b'\r\n'):
-        if line.lower().startswith(b'content-length:'):
-            length = int(line.split(b':')[1])
-            while len(body) < length:
-                piece = conn.recv(65536)
-                if not piece:
-                    break
-                body += piece
-    return head + b'\r\n\r\n' + body
+    def handle(self, conn: socket.socket) -> None:
+        self.requests.append(read_request(conn))
+        try:
+            for start in range(0, len(self.answer), self.chunk):
+                if self.stopping(self.pause if start else 0):
+                    return
+                conn.sendall(self.answer[start : start + self.chunk])
+        except OSError:
+            self.hung_up.set()
 
 
 @contextlib.contextmanager
