@@ -4,10 +4,11 @@
 
 Each file the library keeps in the unit's state directory has one record
 class here: :class:`SeriesRecord` (``series-upgrade.json``, the before-state of
-a series upgrade), :class:`MigrationsRecord` (``migrations.json``, the applied
-migrations) and :class:`BackupManifest` (``manifest.json`` in a migration's
-backup). Each class says what its file looks like (``from_json``), how it is
-written (``to_json``) and what to tell an operator whose file is damaged
+a series upgrade), :class:`RefreshRecord` (``snap-refresh.json``, the
+before-state and progress of a snap refresh), :class:`MigrationsRecord`
+(``migrations.json``, the applied migrations) and :class:`BackupManifest`
+(``manifest.json`` in a migration's backup). Each class says what its file
+looks like (``from_json``), how it is written (``to_json``) and what to tell an operator whose file is damaged
 (``ADVICE``): removing a file is not always the way out, since without
 ``migrations.json`` every migration runs again.
 
@@ -19,9 +20,8 @@ file, the key and the value: it never reads as "nothing recorded". Keys a
 newer version added are kept as they are. :func:`save` writes a record with
 :func:`charm_upgrade._state.atomic_write`.
 
-A new record (the refresh before-state) follows the same pattern: a dataclass
-with ``ADVICE``, ``from_json`` that checks through a :class:`ShapeReader`, and
-``to_json``.
+Each is a dataclass with ``ADVICE``, a ``from_json`` that checks through a
+:class:`ShapeReader`, and ``to_json``.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ __all__ = [
     'InstallRecord',
     'MigrationFailure',
     'MigrationsRecord',
+    'RefreshRecord',
     'SeriesRecord',
     'ShapeReader',
     'StartedMark',
@@ -57,11 +58,12 @@ FORMAT_VERSION = 1
 """The ``v`` of every record written so far."""
 
 REFRESH_RECORD_NAME = 'snap-refresh.json'
-"""The refresh before-state's file; its typed record is to come, in this pattern."""
+"""The file of a snap refresh's record (:class:`RefreshRecord`)."""
 
 Kind = Literal['series', 'refresh']
 Direction = Literal['up', 'down']
 Phase = Literal['prepared', 'completed']
+RefreshPhase = Literal['started', 'refreshed', 'completed']
 
 _WRITE_ADVICE = (
     'the file as it was before is unchanged; free space on its file system or make it '
@@ -306,6 +308,121 @@ def _service_groups(reader: ShapeReader, value: object) -> dict[str, dict[str, A
                 reader.flag(service, 'active', here, required=True)
         # Any other kind is a Services subclass of the charm's own: its shape is its own.
     return groups
+
+
+# snap-refresh.json -----------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RefreshRecord:
+    """The record of a snap refresh: its before-state, target and progress (``snap-refresh.json``).
+
+    Attributes:
+        snap: The snap refreshed (as charm-refresh named it to ``refresh_snap``).
+        revision: The revision installed before the refresh.
+        target: The revision asked for.
+        channel: The channel tracked before, or ``''``.
+        base: The machine's base then (``ubuntu@24.04``), if known.
+        services: ``snap.app`` -> ``{'enabled': bool, 'active': bool}`` before the stop.
+        phase: ``started`` (recorded; the workload is being or was stopped),
+            ``refreshed`` (snapd ended with another revision, recorded), ``completed``
+            (the workload is back; nothing is left to do).
+        recorded_at: When the before-state was recorded.
+        revision_after: The revision snapd ended with, once known.
+        change_id: snapd's refresh change, once known.
+        outcome: ``refreshed`` or ``unchanged`` (the refresh failed or was undone),
+            once completed.
+        completed_at: When the workload was brought back.
+        migrations_record: ``migrations.json`` existed when this was written.
+        extra: Keys a newer version wrote, kept as they are.
+    """
+
+    NAME: ClassVar[str] = REFRESH_RECORD_NAME
+    ADVICE: ClassVar[str] = (
+        'it says which services ran before a refresh and how far the refresh got; without it '
+        'an unfinished refresh is not finished. Fix it by hand from the journal (`python -m '
+        'charm_upgrade journal`), or remove it if no refresh is under way (`snap changes` shows '
+        'none in flight and every service runs as it should)'
+    )
+
+    snap: str
+    revision: str
+    target: str
+    channel: str
+    base: str | None
+    services: dict[str, dict[str, bool]]
+    phase: RefreshPhase
+    recorded_at: str
+    revision_after: str | None = None
+    change_id: str | None = None
+    outcome: str | None = None
+    completed_at: str | None = None
+    migrations_record: bool = False
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict[str, Any])
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing is left to do for this refresh."""
+        return self.phase == 'completed'
+
+    @classmethod
+    def from_json(cls, document: object, reader: ShapeReader) -> RefreshRecord:
+        """Return the record of a decoded ``snap-refresh.json``.
+
+        Raises:
+            StateFileError: it is not exactly this shape.
+        """
+        data = reader.document(document)
+        return cls(
+            snap=reader.text(data, 'snap', ''),
+            revision=reader.text(data, 'revision', ''),
+            target=reader.text(data, 'target', ''),
+            channel=reader.optional_text(data, 'channel', '') or '',
+            base=reader.optional_text(data, 'base', ''),
+            services=_snap_services(reader, reader.value(data, 'services', ''), 'services'),
+            phase=cast(
+                'RefreshPhase',
+                reader.choice(data, 'phase', '', ('started', 'refreshed', 'completed')),
+            ),
+            recorded_at=reader.optional_text(data, 'recorded_at', '') or '',
+            revision_after=reader.optional_text(data, 'revision_after', ''),
+            change_id=reader.optional_text(data, 'change_id', ''),
+            outcome=reader.optional_text(data, 'outcome', ''),
+            completed_at=reader.optional_text(data, 'completed_at', ''),
+            migrations_record=reader.flag(data, 'migrations_record', '', required=False),
+            extra=reader.unknown_keys(data, cls),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as ``snap-refresh.json`` holds it."""
+        document: dict[str, Any] = {
+            'v': FORMAT_VERSION,
+            'snap': self.snap,
+            'phase': self.phase,
+            'recorded_at': self.recorded_at,
+            'base': self.base,
+            'revision': self.revision,
+            'channel': self.channel,
+            'target': self.target,
+            'services': self.services,
+            'migrations_record': self.migrations_record,
+        }
+        for key in ('revision_after', 'change_id', 'outcome', 'completed_at'):
+            value = getattr(self, key)
+            if value is not None:
+                document[key] = value
+        return {**self.extra, **document}
+
+
+def _snap_services(reader: ShapeReader, value: object, where: str) -> dict[str, dict[str, bool]]:
+    services: dict[str, dict[str, bool]] = {}
+    for name, raw in reader.mapping(value, where).items():
+        state = reader.mapping(raw, f'{where}[{name!r}]')
+        services[name] = {
+            key: reader.flag(state, key, f'{where}[{name!r}]', required=True)
+            for key in ('enabled', 'active')
+        }
+    return services
 
 
 # migrations.json -----------------------------------------------------------------

@@ -12,7 +12,9 @@ import ops
 
 from . import _bases
 from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
-from ._series_flow import MIGRATION_HOLD_SUFFIX, SeriesUpgradeFlow, Step, migration_hold_message
+from ._ops_status import reporter_for
+from ._series_flow import SeriesUpgradeFlow, migration_hold_message, status_message
+from ._status import StatusIntent, workload_held
 from .errors import MigrationError
 
 if TYPE_CHECKING:
@@ -129,6 +131,7 @@ class SeriesUpgrade(ops.Object):
             disabled_flag=disabled_flag,
             journal=journal,
         )
+        self._reconciled = False
         on = charm.on
         if migrations is not None:
             self.framework.observe(on.install, self._on_install)
@@ -137,6 +140,7 @@ class SeriesUpgrade(ops.Object):
         self.framework.observe(on.start, self._on_started)
         self.framework.observe(on.upgrade_charm, self._on_started)
         self.framework.observe(self.framework.on.pre_commit, self._on_pre_commit)
+        reporter_for(charm).add_provider(self._end_of_event_intent)
 
     @property
     def in_progress(self) -> bool:
@@ -149,18 +153,39 @@ class SeriesUpgrade(ops.Object):
         return self._flow.flags.is_set(self._flow.disabled_flag)
 
     @property
-    def status(self) -> ops.StatusBase | None:
-        """The unit status to show while the services are down, else None.
+    def workload_held(self) -> bool:
+        """Whether the library holds the workload down now: a series upgrade or a refresh.
 
-        Charms that set their status in a ``collect-unit-status`` handler add
-        this one when it is not None, so the operator sees it.
+        True between a series upgrade's prepare and its complete, and between a snap
+        refresh's stop and the start that brings the workload back. Guard the charm's
+        own handlers that start or restart the workload with it.
         """
+        return workload_held()
+
+    @property
+    def status(self) -> ops.StatusBase | None:
+        """The unit status the series upgrade wants shown now, else None.
+
+        Blocked while the services are down: with the command that finishes the
+        upgrade, or with the migration that holds them. The library adds it to ops'
+        collect-status itself; a charm that composes its status by hand shows it first.
+        """
+        intent = self._status_intent()
+        return intent.to_ops() if intent is not None else None
+
+    def _status_intent(self) -> StatusIntent | None:
         if not self.services_disabled:
             return None
-        blocked = self._migration_message()
-        if blocked is not None:
-            return ops.BlockedStatus(blocked)
-        return ops.BlockedStatus(self._status_message())
+        message = self._migration_message() or status_message(
+            self._charm.model.juju_version.major, os.environ.get('JUJU_MACHINE_ID')
+        )
+        return StatusIntent('blocked', message, 'series')
+
+    def _end_of_event_intent(self) -> StatusIntent | None:
+        # ops collects statuses before pre-commit: run the flow's end-of-event step
+        # first, so that the status says what it left.
+        self._reconcile()
+        return self._status_intent()
 
     def preview(self, *, target_base: str | None = None) -> Preview:
         """Say what the next step (prepare, or complete while down) would do; change nothing.
@@ -201,37 +226,19 @@ class SeriesUpgrade(ops.Object):
         self._reconcile()
 
     def _reconcile(self, *, target_base: str | None = None) -> None:
-        try:
-            step = self._flow.run(target_base=target_base)
-        except MigrationError as e:
-            # Not raised: a failed hook would show "hook failed" instead of
-            # which migration failed. The services stay down, and the flow
-            # runs again (and retries the migration) at the end of every hook.
-            logger.error('Series upgrade held: %s', e)
-            message = self._migration_message() or f'Migration {e.migration_id} failed'
-            self._charm.unit.status = ops.BlockedStatus(message)
+        # Once per event: the event's own handler, or the end of any other event.
+        if self._reconciled:
             return
-        if step is Step.TOOK_DOWN:
-            self._charm.unit.status = ops.BlockedStatus(self._status_message())
-        elif step is Step.BROUGHT_BACK:
-            status = self._charm.unit.status
-            if status.name == 'blocked' and (
-                status.message == self._status_message()
-                or status.message.endswith(MIGRATION_HOLD_SUFFIX)
-            ):
-                self._charm.unit.status = ops.ActiveStatus()
+        self._reconciled = True
+        try:
+            self._flow.run(target_base=target_base)
+        except MigrationError as e:
+            # Not raised: a failed hook would show "hook failed" instead of which
+            # migration failed. The services stay down, the status names the
+            # migration, and the flow tries it again at the end of every hook.
+            logger.error('Series upgrade held: %s', e)
 
     def _migration_message(self) -> str | None:
         if self.in_progress:
             return None
         return migration_hold_message(self._flow.migrations)
-
-    def _status_message(self) -> str:
-        machine = os.environ.get('JUJU_MACHINE_ID', '<machine>')
-        command = (
-            'upgrade-machine' if self._charm.model.juju_version.major >= 3 else 'upgrade-series'
-        )
-        return (
-            'Services stopped and disabled for the OS upgrade; when it is done, '
-            f'run `juju {command} {machine} complete`'
-        )

@@ -47,7 +47,14 @@ if TYPE_CHECKING:
     from ._flags import FlagStore
     from ._migrations import Migrations
 
-__all__ = ['RECORD_NAME', 'MigrateCallback', 'SeriesUpgradeFlow', 'Step', 'as_service_groups']
+__all__ = [
+    'RECORD_NAME',
+    'MigrateCallback',
+    'SeriesUpgradeFlow',
+    'Step',
+    'as_service_groups',
+    'status_message',
+]
 
 logger = logging.getLogger(__name__)
 
@@ -441,6 +448,23 @@ def _up_action(enabled: str, running: bool) -> str:
         steps.append('enable')
     steps.append('start' if running else 'stays stopped')
     return ', '.join(steps)
+
+
+def status_message(juju_major: int | None, machine: str | None) -> str:
+    """Return the blocked status message shown while the services are down for the upgrade.
+
+    It names the command that finishes the upgrade on this machine: ``juju
+    upgrade-machine <machine> complete``, or ``upgrade-series`` before Juju 3.
+
+    Args:
+        juju_major: Juju's major version, if known (3 is assumed if not).
+        machine: The machine's id (``JUJU_MACHINE_ID``), if known.
+    """
+    command = 'upgrade-series' if juju_major is not None and juju_major < 3 else 'upgrade-machine'
+    return (
+        'Services stopped and disabled for the OS upgrade; when it is done, '
+        f'run `juju {command} {machine or "<machine>"} complete`'
+    )
 
 
 def migration_hold_message(migrations: Migrations | None) -> str | None:

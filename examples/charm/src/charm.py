@@ -114,15 +114,16 @@ class UpgradeDemoCharm(ops.CharmBase):
         # Snap refreshes: charm-refresh decides when this unit refreshes and calls
         # DemoRefresh.refresh_snap; built first thing in every event, as it asks.
         self._refresh_specific = DemoRefresh(
-            workload_name='Demo', charm_name='upgrade-demo', migrations=MIGRATIONS
+            workload_name='Demo', charm_name='upgrade-demo', charm=self, migrations=MIGRATIONS
         )
         self.refresh: charm_refresh.Machines | None
         try:
             self.refresh = charm_refresh.Machines(self._refresh_specific)
         except (charm_refresh.PeerRelationNotReady, charm_refresh.UnitTearingDown):
             self.refresh = None
-        if self.refresh is not None and not self.series_upgrade.services_disabled:
-            self._refresh_specific.reconcile(self.refresh)  # docs step 25, every event
+        if self.refresh is not None:
+            # Every event: finish an unfinished refresh, let the next unit go when healthy.
+            self._refresh_specific.reconcile(self.refresh)
 
         for event in (
             self.on.install,
@@ -133,13 +134,14 @@ class UpgradeDemoCharm(ops.CharmBase):
             self.on['refresh-v-three'].relation_changed,
         ):
             framework.observe(event, self._reconcile)
+        framework.observe(self.on.collect_unit_status, self._on_collect_unit_status)
+        framework.observe(self.on.collect_app_status, self._on_collect_app_status)
         framework.observe(self.on.upgrade_journal_action, self._on_upgrade_journal)
         framework.observe(self.on.preview_upgrade_action, self._on_preview_upgrade)
 
     def _reconcile(self, _: ops.EventBase) -> None:
-        if self.refresh is None:
-            self.unit.status = ops.WaitingStatus('Waiting for the peer relation')
-            return
+        if self.refresh is None or self.series_upgrade.workload_held:
+            return  # no peer relation yet, or the library holds the workload down
         snapd = Snapd()
         if snapd.find_snap(SNAP) is None:
             # Install the revision this charm code pins; later ones come by refresh.
@@ -148,22 +150,22 @@ class UpgradeDemoCharm(ops.CharmBase):
             MIGRATIONS.mark_installed(revision=revision)  # fresh data: nothing to migrate
             snapd.wait_done(snapd.install(SNAP, revision=revision))
             self.refresh.update_snap_revision()
-        self._set_statuses()
 
-    def _set_statuses(self) -> None:
-        assert self.refresh is not None
-        if self.unit.is_leader():
-            self.app.status = self.refresh.app_status_higher_priority or ops.ActiveStatus()
-        # Priority: charm-refresh's own, the series upgrade's, the refresh health gate's.
-        status = (
-            self.refresh.unit_status_higher_priority
-            or self.series_upgrade.status
-            or self._refresh_specific.unhealthy_status
+    def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
+        # The library adds its own statuses (a series upgrade, an unfinished or unhealthy
+        # refresh, charm-refresh's higher-priority one); ops shows the most important.
+        if self.refresh is None:
+            event.add_status(ops.WaitingStatus('Waiting for the peer relation'))
+            return
+        running = self._refresh_specific.workload_running()
+        event.add_status(
+            self.refresh.unit_status_lower_priority(workload_is_running=running)
+            or ops.ActiveStatus()
         )
-        if status is None:
-            running = self._refresh_specific.workload_running()
-            status = self.refresh.unit_status_lower_priority(workload_is_running=running)
-        self.unit.status = status or ops.ActiveStatus()
+
+    def _on_collect_app_status(self, event: ops.CollectStatusEvent) -> None:
+        if self.refresh is not None:
+            event.add_status(self.refresh.app_status_higher_priority or ops.ActiveStatus())
 
     def _on_upgrade_journal(self, event: ops.ActionEvent) -> None:
         last = max(int(event.params['last']), 0)
