@@ -17,7 +17,9 @@ charm-refresh for real inside ``ops.testing``:
 - :class:`RollingRefresh`: several units of one application sharing the
   peer relation, events delivered unit by unit as Juju would, each unit on a
   machine of its own (a FakeSystemd and an os-release file) for series
-  upgrades.
+  upgrades; any event can be killed after a given line of the library's code
+  (:meth:`RollingRefresh.kill_next_event`, :class:`HookKilled`), to test that
+  an upgrade converges from wherever a hook dies.
 
 Importing this package does not import pytest; nothing in the library
 imports it. A pytest plugin, registered as the ``pytest11`` entry point
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._fake_snapd import FakeSnapd, RecordedRequest
     from ._fake_systemd import FakeSystemd
+    from ._kill import HookKilled
     from ._refresh_harness import PEER_ENDPOINT, EventCalls, RefreshHarness, RefreshVersions
     from ._rolling import ActionOutcome, EventRecord, RollingRefresh
 
@@ -44,6 +47,7 @@ __all__ = [
     'EventRecord',
     'FakeSnapd',
     'FakeSystemd',
+    'HookKilled',
     'RecordedRequest',
     'RefreshHarness',
     'RefreshVersions',
@@ -58,6 +62,7 @@ _LAZY = {
     'EventRecord': '_rolling',
     'FakeSnapd': '_fake_snapd',
     'FakeSystemd': '_fake_systemd',
+    'HookKilled': '_kill',
     'RecordedRequest': '_fake_snapd',
     'RefreshHarness': '_refresh_harness',
     'RefreshVersions': '_refresh_harness',

@@ -37,6 +37,7 @@ import ops
 from ops import testing
 
 from . import _refresh_scenario
+from ._kill import HookKilled, LineCounter, close_what_the_kill_left
 from ._refresh_hooktools import FakeHookTools, module_shim
 
 if TYPE_CHECKING:
@@ -176,12 +177,18 @@ class EventCalls:
     Attributes:
         event: the event's Python name, e.g. ``upgrade_charm`` or ``resume_refresh_action``.
         calls: calls by tool name.
-        ok: False if the charm raised (Juju would drop the event's relation writes).
+        ok: False if the charm raised, or the hook was killed (Juju would drop the event's
+            relation writes).
+        library_lines: how many lines of charm-upgrade's own code the event ran, if they
+            were counted (:attr:`RefreshHarness.count_library_lines`, or a kill point).
+        killed: the hook was killed at a kill point (:attr:`RefreshHarness.kill_at_line`).
     """
 
     event: str
     calls: collections.Counter[str]
     ok: bool = True
+    library_lines: int | None = None
+    killed: bool = False
 
     @property
     def total(self) -> int:
@@ -275,6 +282,15 @@ class RefreshHarness(Generic[CharmT]):
         """Hook-tool calls of every event run through :meth:`run`, in order."""
         self.upgrade_charm_pending = False
         """True between :meth:`simulate_juju_refresh` and the next upgrade-charm that succeeds."""
+        self.count_library_lines = False
+        """Count the library lines each event runs, into ``EventCalls.library_lines``."""
+        self.kill_at_line: int | None = None
+        """Kill the next event run after that many lines of charm-upgrade's code; one shot.
+
+        The run raises :class:`HookKilled` (a ``BaseException``): nothing of the library's
+        recovery runs, what it wrote to disk stays, and snapd's changes go on, as after a
+        SIGKILL. Juju would drop the event's relation writes and run the event again.
+        """
         self._charmhub = charmhub
         self._backend: _refresh_scenario.Backend | None = None
         self._tools = FakeHookTools(self._current_backend, goal_units=self._goal_unit_names)
@@ -381,19 +397,33 @@ class RefreshHarness(Generic[CharmT]):
             ops.testing.ActionFailed: an action failed (its ``state`` is the output State).
             ops.testing.errors.UncaughtCharmError: the charm raised; Juju would drop the event's
                 relation writes, and the unit's files keep what was written.
+            HookKilled: the run was killed at :attr:`kill_at_line`.
         """
         name = _refresh_scenario.event_name(event)
         self._tools.calls.clear()
-        ok = False
+        ok = killed = False
+        kill_at, self.kill_at_line = self.kill_at_line, None
+        counter = LineCounter(kill_at) if kill_at is not None or self.count_library_lines else None
         try:
-            with self.patched():
+            with self.patched(), counter or contextlib.nullcontext():
                 output = self.ctx.run(event, state)
             ok = True
         except testing.ActionFailed:
             ok = True
             raise
+        except HookKilled as e:
+            killed = True
+            raise close_what_the_kill_left(e) from None
         finally:
-            self.calls.append(EventCalls(name, collections.Counter(self._tools.calls), ok))
+            self.calls.append(
+                EventCalls(
+                    name,
+                    collections.Counter(self._tools.calls),
+                    ok,
+                    counter.count if counter is not None else None,
+                    killed,
+                )
+            )
         if name in ('upgrade_charm', 'config_changed'):
             self.upgrade_charm_pending = False
         return output

@@ -46,6 +46,7 @@ from ops import testing
 from .. import _bases
 from ._fake_snapd import FakeSnapd
 from ._fake_systemd import FakeSystemd
+from ._kill import HookKilled
 from ._refresh_harness import (
     EPOCH,
     PEER_ENDPOINT,
@@ -82,7 +83,10 @@ class EventRecord:
         remote_unit: the remote unit of a relation event.
         calls: the hook-tool calls charm-api and charm-refresh made, by tool.
         error: what the charm raised, if it did (Juju drops the event's relation writes and
-            retries the event).
+            retries the event); ``HookKilled: ...`` for a kill point.
+        unit_status: the unit status after the event (the one before, if it failed).
+        services: the workload snap's services after the event: ``app -> (enabled, active)``.
+        library_lines: lines of charm-upgrade's code the event ran, if counted.
     """
 
     unit: int
@@ -90,6 +94,16 @@ class EventRecord:
     remote_unit: int | None
     calls: collections.Counter[str]
     error: str | None = None
+    unit_status: _EntityStatus | None = None
+    services: dict[str, tuple[bool, bool]] = dataclasses.field(
+        default_factory=dict[str, tuple[bool, bool]]
+    )
+    library_lines: int | None = None
+
+    @property
+    def killed(self) -> bool:
+        """Whether the hook was killed at a kill point."""
+        return self.error is not None and self.error.startswith('HookKilled')
 
     @property
     def total_calls(self) -> int:
@@ -540,6 +554,39 @@ class RollingRefresh(Generic[CharmT]):
         if settle:
             self.settle()
 
+    def kill_next_event(self, unit: int, *, after_lines: int) -> None:
+        """Kill the next event of ``unit`` after charm-upgrade ran ``after_lines`` of its lines.
+
+        As SIGKILL, the OOM killer or a restarted agent would: the library's own recovery does
+        not run, its files keep what was written, snapd's changes go on. Juju drops the
+        event's relation writes and runs the event again, as :meth:`settle` does at the next
+        round (without raising). Count the lines an event runs with
+        :attr:`count_library_lines` to choose the kill points.
+
+        Example::
+
+            app.count_library_lines = True
+            app.refresh('1/1.1.0', '11')
+            lines = app.events[-1].library_lines   # of the last event
+            ...
+            app.kill_next_event(2, after_lines=120)
+            app.refresh('1/1.1.0', '11')            # unit 2 dies mid-refresh, then converges
+        """
+        self._units[unit].harness.kill_at_line = after_lines
+
+    @property
+    def count_library_lines(self) -> bool:
+        """Count the library lines every event runs, into ``EventRecord.library_lines``.
+
+        Tracing slows events down several times: turn it on only to choose kill points.
+        """
+        return all(unit.harness.count_library_lines for unit in self._units)
+
+    @count_library_lines.setter
+    def count_library_lines(self, value: bool) -> None:
+        for unit in self._units:
+            unit.harness.count_library_lines = value
+
     def configure(self, options: Mapping[str, str | int | float | bool]) -> None:
         """``juju config``: change options on every unit, then config-changed everywhere.
 
@@ -645,6 +692,8 @@ class RollingRefresh(Generic[CharmT]):
                 pending = unit.queue[0]
                 try:
                     self._deliver(unit, pending)
+                except HookKilled:
+                    unit.failing = True  # asked for: retried next round, never raised
                 except testing.errors.UncaughtCharmError:
                     unit.failing = True
                     if raise_on_error:
@@ -707,18 +756,42 @@ class RollingRefresh(Generic[CharmT]):
         except testing.errors.UncaughtCharmError as e:
             self._record(unit, remote, f'{type(e.__cause__).__name__}: {e.__cause__}')
             raise
+        except HookKilled as e:
+            self._record(unit, remote, f'HookKilled: {e}')
+            raise
         except testing.ActionFailed:
             self._record(unit, remote, None)
             raise
         finally:
             if unit.snapd.revision(self.snap) != before:
                 self.refresh_order.append(unit.number)
-        self._record(unit, remote, None)
+        self._record(unit, remote, None, output.unit_status)
         self._commit(unit, output)
 
-    def _record(self, unit: _Unit[CharmT], remote: int | None, error: str | None) -> None:
+    def _record(
+        self,
+        unit: _Unit[CharmT],
+        remote: int | None,
+        error: str | None,
+        status: _EntityStatus | None = None,
+    ) -> None:
         last = unit.harness.calls[-1]
-        self.events.append(EventRecord(unit.number, last.event, remote, last.calls, error))
+        try:
+            services = unit.snapd.service_state(self.snap)
+        except KeyError:  # not installed yet
+            services = {}
+        self.events.append(
+            EventRecord(
+                unit.number,
+                last.event,
+                remote,
+                last.calls,
+                error,
+                status or unit.state.unit_status,
+                services,
+                last.library_lines,
+            )
+        )
 
     def _with_relation(self, unit: _Unit[CharmT]) -> testing.State:
         others = [r for r in unit.state.relations if r.id != _RELATION_ID]

@@ -1,0 +1,280 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""A refresh that fails or dies half-way converges, with the real charm-refresh.
+
+The example charm runs under the test kit: ``charm_refresh.Machines`` is the real one, so
+charm-refresh re-records the installed revision at every event and never calls
+``refresh_snap`` again once snapd has the new revision. Whatever a hook leaves, the next
+events must finish from the unit's own records: the workload runs as it did before, the
+revision is recorded, each refresh migration ran exactly once, and no unit showed Active
+while the library held its workload down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from ops import testing
+
+from charm_upgrade import Migration, MigrationContext, Migrations, SnapRefreshError
+from charm_upgrade.testing import RollingRefresh
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+CHARM_DIR = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'charm'
+sys.path.insert(0, str(CHARM_DIR / 'src'))
+
+import charm  # noqa: E402
+from charm import UpgradeDemoCharm  # noqa: E402
+
+SNAP = 'upgrade-demo'
+DATA = '20260301-data-format'
+SERVING = {'server': (True, True)}
+App = RollingRefresh[UpgradeDemoCharm]
+
+
+def deploy(units: int) -> App:
+    app = RollingRefresh(
+        UpgradeDemoCharm,
+        units=units,
+        snap=SNAP,
+        revision='2',
+        revisions=['3'],
+        services=['server'],
+        charm_version='1/1.0.0',
+        change_duration=0.005,
+    )
+    app.install()
+    for unit in app.units:
+        # Deployed before the charm had migrations: the refresh migration is pending.
+        state_file(app, unit, 'migrations.json').unlink()
+        data = data_dir(app, unit)
+        data.mkdir(parents=True)
+        (data / 'format').write_text('v2\n')
+    return app
+
+
+def data_dir(app: App, unit: int) -> pathlib.Path:
+    return app.root / f'machine-{unit}' / 'data'
+
+
+def add_format_line(ctx: MigrationContext) -> None:
+    """The refresh migration: one line in the unit's data, written once.
+
+    A run that a killed hook may have finished (``interrupted``) is not repeated: the way
+    a migration without ``backup=`` makes itself safe to run again.
+    """
+    unit = pathlib.Path.cwd().name.removeprefix('unit-')  # hooks run in the charm directory
+    data = pathlib.Path.cwd().parent / f'machine-{unit}' / 'data' / 'format'
+    lines = data.read_text().splitlines()
+    if ctx.interrupted and lines[-1] == f'v{ctx.new}':
+        return
+    data.write_text('\n'.join([*lines, f'v{ctx.new}']) + '\n')
+
+
+@pytest.fixture(autouse=True)
+def migrations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The example charm with a refresh migration whose every run shows in the unit's data."""
+    registry = Migrations(
+        [Migration(DATA, 'Add a line to the data format', kind='refresh', up=add_format_line)]
+    )
+    monkeypatch.setattr(charm, 'MIGRATIONS', registry)
+
+
+@pytest.fixture
+def app1() -> Iterator[App]:
+    app = deploy(1)
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def app3() -> Iterator[App]:
+    app = deploy(3)
+    yield app
+    app.close()
+
+
+def state_file(app: App, unit: int, name: str) -> pathlib.Path:
+    return app.harness(unit).charm_dir / '.charm_upgrade' / name
+
+
+def journal(app: App, unit: int) -> list[dict[str, Any]]:
+    text = state_file(app, unit, 'journal.jsonl').read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def migrations_run(app: App, unit: int) -> int:
+    """How many runs of the refresh migration the unit's data shows."""
+    return (data_dir(app, unit) / 'format').read_text().splitlines().count('v3')
+
+
+def assert_converged(app: App, unit: int, revision: str = '3') -> None:
+    assert app.failing(unit) is None
+    assert app.revision(unit) == revision
+    assert json.loads(app.unit_data(unit)['installed_snap_revision']) == revision
+    assert app.snapd(unit).service_state(SNAP) == SERVING
+    record = json.loads(state_file(app, unit, 'snap-refresh.json').read_text())
+    assert record['phase'] == 'completed'
+    assert migrations_run(app, unit) == (1 if revision == '3' else 0)
+
+
+def assert_never_active_while_down(app: App) -> None:
+    for event in app.events:
+        down = event.services and not all(active for _, active in event.services.values())
+        if down and not event.killed:
+            assert event.unit_status is not None
+            assert event.unit_status.name != 'active', event
+
+
+def settle_events(app: App) -> None:
+    """A few more events, as Juju sends them: nothing may change any more."""
+    app.update_status()
+    app.update_status()
+
+
+# snapd fails the change -----------------------------------------------------------------------
+
+
+def test_one_unit_change_failing_after_the_link_converges(app1: App):
+    app1.snapd(0).fail_next_refresh(undo=False)
+
+    with pytest.raises(testing.errors.UncaughtCharmError) as failed:
+        app1.refresh('1/1.1.0', '3', workload='1.1')
+    error = failed.value.__cause__
+    assert isinstance(error, SnapRefreshError)
+    assert error.revision_after == '3'
+
+    app1.settle()  # Juju runs the failed hook again
+    settle_events(app1)
+
+    assert_converged(app1, 0)
+    assert app1.unit_status(0).name == 'active'
+    assert app1.app_status.name == 'active'
+    assert_never_active_while_down(app1)
+
+
+def test_three_units_change_failing_after_the_link_converges(app3: App):
+    app3.snapd(2).fail_next_refresh(undo=False)
+
+    with pytest.raises(testing.errors.UncaughtCharmError):
+        app3.refresh('1/1.1.0', '3', workload='1.1')
+    app3.settle()
+    assert_converged(app3, 2)
+
+    app3.run_action(1, 'resume-refresh')  # pause-after-unit-refresh is "first"
+    settle_events(app3)
+
+    for unit in app3.units:
+        assert_converged(app3, unit)
+    assert_never_active_while_down(app3)
+
+
+@pytest.mark.parametrize('units', [1, 3])
+def test_a_change_snapd_undoes_is_retried_by_charm_refresh_and_converges(units: int):
+    app = deploy(units)
+    try:
+        app.snapd(units - 1).fail_next_refresh(undo=True)
+        with pytest.raises(testing.errors.UncaughtCharmError) as failed:
+            app.refresh('1/1.1.0', '3', workload='1.1')
+        error = failed.value.__cause__
+        assert isinstance(error, SnapRefreshError)
+        assert error.revision_after == '2'
+        assert app.snapd(units - 1).service_state(SNAP) == SERVING  # back before the raise
+
+        app.settle()  # the retried hook: charm-refresh calls refresh_snap again
+        if units == 3:
+            app.run_action(1, 'resume-refresh')
+        settle_events(app)
+
+        for unit in app.units:
+            assert_converged(app, unit)
+        assert_never_active_while_down(app)
+    finally:
+        app.close()
+
+
+# Hooks killed anywhere ------------------------------------------------------------------------
+
+
+def refresh_lines(units: int) -> int:
+    """How many lines of the library the event that refreshes the first unit runs."""
+    app = deploy(units)
+    try:
+        app.count_library_lines = True
+        app.refresh('1/1.1.0', '3', workload='1.1')
+        (first,) = [e for e in app.events if e.unit == units - 1 and e.event == 'upgrade_charm']
+        assert first.library_lines is not None
+        return first.library_lines
+    finally:
+        app.close()
+
+
+def kill_points(lines: int, count: int) -> list[int]:
+    """``count`` lines spread evenly over the first 85 % of the event's ``lines``.
+
+    Not the very end: how many times a poll loop turns varies from run to run.
+    """
+    last = lines * 85 // 100
+    return [1 + (last - 1) * i // (count - 1) for i in range(count)]
+
+
+@pytest.fixture(scope='module')
+def lines_1() -> int:
+    return refresh_lines(1)
+
+
+@pytest.fixture(scope='module')
+def lines_3() -> int:
+    return refresh_lines(3)
+
+
+def test_the_kill_points_cover_the_whole_refresh(lines_1: int):
+    # The refresh event runs the stop, the change, the record, the migration, the start and
+    # the gate: hundreds of the library's lines. If this shrinks, the matrix tests less.
+    assert lines_1 > 300
+
+
+# CU_KILL_POINTS=300 runs a denser matrix (about 10 minutes); CI runs 40.
+POINTS = int(os.environ.get('CU_KILL_POINTS', '40'))
+
+
+@pytest.mark.parametrize('point', range(POINTS))
+def test_one_unit_killed_at_any_point_of_its_refresh_converges(lines_1: int, point: int):
+    kill_at = kill_points(lines_1, POINTS)[point]
+    app = deploy(1)
+    try:
+        app.kill_next_event(0, after_lines=kill_at)
+        app.refresh('1/1.1.0', '3', workload='1.1')  # the killed hook is run again
+        settle_events(app)
+
+        killed = [e for e in app.events if e.killed]
+        assert len(killed) == 1, f'no kill at line {kill_at}'
+        assert_converged(app, 0)
+        assert_never_active_while_down(app)
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize('point', range(8))
+def test_the_first_of_three_units_killed_at_any_point_converges(lines_3: int, point: int):
+    kill_at = kill_points(lines_3, 8)[point]
+    app = deploy(3)
+    try:
+        app.kill_next_event(2, after_lines=kill_at)
+        app.refresh('1/1.1.0', '3', workload='1.1')
+        app.run_action(1, 'resume-refresh')
+        settle_events(app)
+
+        assert [e.unit for e in app.events if e.killed] == [2]
+        for unit in app.units:
+            assert_converged(app, unit)
+        assert_never_active_while_down(app)
+    finally:
+        app.close()
