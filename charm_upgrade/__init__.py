@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from ._migrations import Migration, MigrationContext, Migrations
     from ._preview import Preview, ServicePreview
     from ._refresh import CharmSpecificMachines
+    from ._refresh_flow import RefreshRecord
     from ._series import SeriesUpgrade
     from ._series_flow import SeriesUpgradeFlow, Step
     from ._services import Services, SnapServices, SystemdServices
@@ -74,6 +75,7 @@ __all__ = [
     'MigrationError',
     'Migrations',
     'Preview',
+    'RefreshRecord',
     'RevisionNotAvailable',
     'SeriesUpgrade',
     'SeriesUpgradeFlow',
@@ -105,6 +107,7 @@ _LAZY = {
     'MigrationContext': '_migrations',
     'Migrations': '_migrations',
     'Preview': '_preview',
+    'RefreshRecord': '_refresh_flow',
     'ServicePreview': '_preview',
     'SeriesUpgrade': '_series',
     'SeriesUpgradeFlow': '_series_flow',
