@@ -1,92 +1,38 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""The library's share of workload downtime in CharmSpecificMachines.refresh_snap.
+"""The library's share of workload downtime in a snap refresh (``refresh_snap``).
 
 N refreshes alternating between two revisions against FakeSnapd, whose
-changes (stop, refresh, start) each take a set time. The workload is down
+changes (stop, refresh, start) each take a set time, through the refresh flow
+that ``CharmSpecificMachines.refresh_snap`` runs, with the default snap
+workload, then the health gate that ``reconcile`` runs. The workload is down
 from just before the stop to just after the start (the ``downtime`` the
-library journals); the library's share is that minus the time snapd spent
-in the three changes of the window (FakeSnapd's spawn-to-ready times). The
+library journals); the library's share is that minus the time snapd spent in
+the three changes of the window (FakeSnapd's spawn-to-ready times). The
 target is a median of at most 50 ms. Also counted: snapd requests per
 successful refresh, with the polls of a change (``GET /v2/changes/{id}``)
-apart. charm-refresh's ``Machines`` is a stand-in whose
-``update_snap_revision`` costs nothing (the real one reads snapd and writes
-the peer databag).
+apart. The revision recorder costs nothing here (charm-refresh's
+``update_snap_revision`` reads snapd and writes the peer databag).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import os
-import platform
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any, cast
 
 from _stats import median_ms, p90_ms, table
 
 from charm_upgrade._journal import Journal
-from charm_upgrade._refresh import JOURNAL_STAGE, CharmSpecificMachines
+from charm_upgrade._refresh_flow import REFRESH_STAGE, RefreshFlow
+from charm_upgrade._snap_workload import SnapWorkload
+from charm_upgrade.snapd import Snapd
 from charm_upgrade.testing import FakeSnapd
-
-if TYPE_CHECKING:
-    import charm_refresh
 
 SNAP = 'bench-app'
 RUNS = [(0.2, 20), (1.0, 6)]  # (change duration in seconds, refreshes)
 TARGET_MS = 50.0
-
-
-class StandInRefresh:
-    """charm_refresh.Machines' public API, free of cost."""
-
-    in_progress = True
-    unit_status_higher_priority = None
-
-    def __init__(self) -> None:
-        self._allowed = False
-
-    def update_snap_revision(self) -> None:
-        self._allowed = False
-
-    @property
-    def next_unit_allowed_to_refresh(self) -> bool:
-        return self._allowed
-
-    @next_unit_allowed_to_refresh.setter
-    def next_unit_allowed_to_refresh(self, value: bool) -> None:
-        self._allowed = value
-
-
-@dataclasses.dataclass(eq=False)
-class BenchRefresh(CharmSpecificMachines):
-    @classmethod
-    def is_compatible(cls, **kwargs: Any) -> bool:
-        return True
-
-    @staticmethod
-    def run_pre_refresh_checks_after_1_unit_refreshed() -> None:
-        pass
-
-
-def setup_charm_dir(root: str) -> None:
-    """The hook's CWD (refresh_versions.toml), state dir, and a status-get on PATH."""
-    charm = os.path.join(root, 'charm')
-    tools = os.path.join(root, 'tools')
-    os.mkdir(charm)
-    os.mkdir(tools)
-    with open(os.path.join(charm, 'refresh_versions.toml'), 'w') as f:
-        f.write(
-            'charm_major = 1\nworkload = "1.0"\ncharm = "1/1.0.0"\n'
-            f'[snap]\nname = "{SNAP}"\n[snap.revisions]\n{platform.machine()} = "x2"\n'
-        )
-    status_get = os.path.join(tools, 'status-get')
-    with open(status_get, 'w') as f:
-        f.write('#!/bin/sh\necho \'{"status": "active", "message": ""}\'\n')
-    os.chmod(status_get, 0o700)
-    os.environ['PATH'] = f'{tools}{os.pathsep}{os.environ["PATH"]}'
-    os.environ['CHARM_UPGRADE_STATE_DIR'] = os.path.join(root, 'state')
-    os.chdir(charm)
 
 
 def run(change_duration: float, count: int) -> list[object]:
@@ -97,20 +43,24 @@ def run(change_duration: float, count: int) -> list[object]:
     with FakeSnapd(change_duration=change_duration) as fake:
         fake.add_snap(SNAP, revision='x1', services=('daemon', 'worker'), revisions=('x2',))
         journal = Journal()
-        cs = BenchRefresh(workload_name='Bench', charm_name='bench', journal=journal)
+        snapd = Snapd()
+        allowed: list[int] = []
         for i in range(count):
             target = 'x2' if i % 2 == 0 else 'x1'
             seen = len(fake.change_durations())
             fake.clear_requests()
-            refresh = StandInRefresh()
-            cs.refresh_snap(
-                snap_name=SNAP,
-                snap_revision=target,
-                refresh=cast('charm_refresh.Machines', refresh),
+            # One flow per event, as the adapter builds it; then reconcile's health gate.
+            flow = RefreshFlow(snapd=snapd, workload=SnapWorkload(snapd, SNAP), journal=journal)
+            flow.refresh(SNAP, target, lambda: None)
+            flow.gate(
+                in_progress=True,
+                allowed=False,
+                allow=functools.partial(allowed.append, i),
+                before_next_unit=lambda: None,
             )
             assert fake.revision(SNAP) == target, 'refresh did not happen'
-            assert refresh.next_unit_allowed_to_refresh, 'unit not healthy'
-            record = [r for r in journal.read() if r['stage'] == JOURNAL_STAGE][-1]
+            assert allowed[-1:] == [i], 'unit not healthy'
+            record = [r for r in journal.read() if r['stage'] == REFRESH_STAGE][-1]
             assert record['event'] == 'ended'
             downtime = float(record['details']['downtime'])
             in_snapd = sum(fake.change_durations()[seen:])  # stop, refresh, start
@@ -140,7 +90,7 @@ def main() -> None:
     saved = dict(os.environ)
     try:
         with tempfile.TemporaryDirectory(prefix='bench-refresh-', dir='/tmp') as root:
-            setup_charm_dir(root)
+            os.environ['CHARM_UPGRADE_STATE_DIR'] = os.path.join(root, 'state')
             rows = [run(duration, count) for duration, count in RUNS]
     finally:
         os.chdir(cwd)
