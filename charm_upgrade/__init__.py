@@ -57,8 +57,8 @@ if TYPE_CHECKING:
     from ._journal import Journal, TimelineEntry
     from ._migrations import Migration, MigrationContext, Migrations
     from ._preview import Preview, ServicePreview
+    from ._records import RefreshRecord
     from ._refresh import CharmSpecificMachines
-    from ._refresh_flow import RefreshRecord
     from ._series import SeriesUpgrade
     from ._series_flow import SeriesUpgradeFlow, Step
     from ._services import Services, SnapServices, SystemdServices
@@ -107,7 +107,7 @@ _LAZY = {
     'MigrationContext': '_migrations',
     'Migrations': '_migrations',
     'Preview': '_preview',
-    'RefreshRecord': '_refresh_flow',
+    'RefreshRecord': '_records',
     'ServicePreview': '_preview',
     'SeriesUpgrade': '_series',
     'SeriesUpgradeFlow': '_series_flow',

@@ -8,9 +8,9 @@ a series upgrade), :class:`RefreshRecord` (``snap-refresh.json``, the
 before-state and progress of a snap refresh), :class:`MigrationsRecord`
 (``migrations.json``, the applied migrations) and :class:`BackupManifest`
 (``manifest.json`` in a migration's backup). Each class says what its file
-looks like (``from_json``), how it is written (``to_json``) and what to tell an operator whose file is damaged
-(``ADVICE``): removing a file is not always the way out, since without
-``migrations.json`` every migration runs again.
+looks like (``from_json``), how it is written (``to_json``) and what to tell
+an operator whose file is damaged (``ADVICE``): removing a file is not always
+the way out, since without ``migrations.json`` every migration runs again.
 
 :func:`load` reads a file once and returns its record, or None if the file
 does not exist. A file that exists and is not exactly the shape written here

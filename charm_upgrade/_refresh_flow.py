@@ -457,6 +457,7 @@ class RefreshFlow:
         logger.error('Refresh of snap %r failed: %s', record.snap, error)
         outcome = self.converge(record_revision)
         details['converged'] = outcome.value
+        record = self.record or record  # converge read it afresh under the lock
         revision_after = record.revision_after
         if outcome is Outcome.FINISHED:
             revision_after = revision_after or record.revision

@@ -23,7 +23,9 @@ from charm_upgrade import (
     Migrations,
     SnapRefreshError,
     StateFileError,
+    _records,
 )
+from charm_upgrade._records import SeriesRecord
 from charm_upgrade._refresh_flow import (
     RECORD_NAME,
     REFRESH_STAGE,
@@ -454,15 +456,15 @@ def test_converge_leaves_the_workload_to_a_series_upgrade_that_holds_it(
     flow = make_flow()
     dead_hook_record(flow)
     flow.snapd.run(lambda: flow.snapd.refresh(SNAP, 'x2'), what='refresh')
-    series = state_dir / 'series-upgrade.json'
-    series.write_text(json.dumps({'phase': 'prepared'}))
+    series = state_dir / SeriesRecord.NAME
+    _records.save(series, SeriesRecord(phase='prepared', services={}))
 
     recorder = Recorder(fake)
     assert make_flow().converge(recorder) is Outcome.HELD
     assert recorder.revisions == ['x2']  # recorded all the same
     assert fake.service_state(SNAP) == STOPPED_DISABLED
 
-    series.write_text(json.dumps({'phase': 'completed'}))
+    _records.save(series, SeriesRecord(phase='completed', services={}))
     assert make_flow().converge(recorder) is Outcome.FINISHED
     assert fake.service_state(SNAP) == RUNNING
 
