@@ -1,23 +1,25 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""One ``refresh_snap`` call in a process of its own, as charm-refresh makes it in a hook.
+"""One refresh attempt in a process of its own, as ``refresh_snap`` makes it in a hook.
 
 Run on the host with the container's snapd behind ``$CHARM_UPGRADE_SNAPD_SOCKET``
 and the working directory a charm directory (``refresh_versions.toml``)::
 
     python _refresh_driver.py SNAP REVISION RECORDS
 
-The real ``charm_refresh.Machines`` needs Juju, so ``refresh`` is
-:class:`RecordingRefresh`: each ``update_snap_revision()`` appends to RECORDS
-the revision snapd reports then and the snap's changes still in progress. With
-``CU_IT_KILL_AT_RECORD=1`` it kills its own process with SIGKILL instead, which is
-a ``kill -9`` right after the change is ready and before the revision is
-recorded. Prints one JSON object: the outcome, and the error if one was raised.
+It runs the refresh flow that ``CharmSpecificMachines.refresh_snap`` runs, with the
+default snap workload, then the health gate of ``reconcile``. The revision-recorder
+port (charm-refresh's ``update_snap_revision``) is :class:`RecordingRefresh`: each
+call appends to RECORDS the revision snapd reports then and the snap's changes still
+in progress; it tests one call, while convergence across events is tested with the
+real ``charm_refresh.Machines`` (test_refresh_convergence.py). With
+``CU_IT_KILL_AT_RECORD=1`` it kills its own process with SIGKILL instead, which is a
+``kill -9`` right after the change is ready and before the revision is recorded.
+Prints one JSON object: the outcome, and the error if one was raised.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -27,7 +29,9 @@ import sys
 import time
 from typing import Any
 
-from charm_upgrade import CharmSpecificMachines, SnapRefreshError
+from charm_upgrade import Journal, SnapRefreshError
+from charm_upgrade._refresh_flow import REFRESH_STAGE, RefreshFlow
+from charm_upgrade._snap_workload import SnapWorkload
 from charm_upgrade.snapd import Snapd
 
 
@@ -40,7 +44,7 @@ def refresh_versions(snap: str, revision: str = 'x2') -> str:
 
 
 class RecordingRefresh:
-    """Stands in for charm_refresh.Machines: the public API the library uses (decision 12)."""
+    """charm-refresh's side of one attempt: the revision recorder and the next-unit flag."""
 
     def __init__(self, snap: str, records: pathlib.Path) -> None:
         self.snap = snap
@@ -74,28 +78,13 @@ class RecordingRefresh:
             os.fsync(f.fileno())
 
 
-@dataclasses.dataclass(eq=False)
-class ProbeRefresh(CharmSpecificMachines):
-    """The smallest charm-specific class: the library's defaults do the work."""
-
-    @classmethod
-    def is_compatible(cls, **kwargs: Any) -> bool:  # type: ignore[override]
-        return True
-
-    @staticmethod
-    def run_pre_refresh_checks_after_1_unit_refreshed() -> None:
-        pass
-
-
 def main(snap: str, revision: str, records: str) -> dict[str, Any]:
-    machine = ProbeRefresh(workload_name='Probe', charm_name='cu-probe-charm')
+    snapd = Snapd()
+    flow = RefreshFlow(snapd=snapd, workload=SnapWorkload(snapd, snap), journal=Journal())
+    refresh = RecordingRefresh(snap, pathlib.Path(records))
     began = time.monotonic()
     try:
-        machine.refresh_snap(
-            snap_name=snap,
-            snap_revision=revision,
-            refresh=RecordingRefresh(snap, pathlib.Path(records)),  # type: ignore[arg-type]
-        )
+        flow.refresh(snap, revision, refresh.update_snap_revision)
     except SnapRefreshError as e:
         cause = e.__cause__
         return {
@@ -106,15 +95,21 @@ def main(snap: str, revision: str, records: str) -> dict[str, Any]:
             'revision_after': e.revision_after,
             'change_status': e.change_status,
             'cause_kind': getattr(cause, 'kind', None),
-            'details': _last_details(machine),
+            'details': _last_details(flow),
         }
-    return {'ok': True, 'seconds': time.monotonic() - began, 'details': _last_details(machine)}
+    seconds = time.monotonic() - began
+
+    def allow() -> None:
+        refresh.next_unit_allowed_to_refresh = True
+
+    flow.gate(in_progress=True, allowed=False, allow=allow, before_next_unit=lambda: None)
+    return {'ok': True, 'seconds': seconds, 'details': _last_details(flow)}
 
 
-def _last_details(machine: ProbeRefresh) -> dict[str, Any]:
+def _last_details(flow: RefreshFlow) -> dict[str, Any]:
     # The details of the closing snap-refresh record: stop, refresh, start, downtime.
     # The health gate's records follow it, so pick the stage, not the last line.
-    records = [r for r in machine.journal.read() if r.get('stage') == 'snap-refresh']
+    records = [r for r in flow.journal.read() if r.get('stage') == REFRESH_STAGE]
     return records[-1].get('details', {}) if records else {}
 
 
