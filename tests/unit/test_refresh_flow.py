@@ -305,7 +305,7 @@ def test_a_stop_that_raises_the_charms_own_error_brings_the_workload_back(fake: 
 
 
 def test_a_refresh_snapd_rejects_brings_the_workload_back_and_raises(fake: FakeSnapd):
-    with pytest.raises(SnapRefreshError, match='no snap revision available'):
+    with pytest.raises(SnapRefreshError, match='snap-local'):
         make_flow().refresh(SNAP, 'x9', Recorder(fake))
     assert fake.service_state(SNAP) == RUNNING
 
@@ -411,7 +411,7 @@ def test_converge_finishes_a_refresh_whose_hook_died_after_the_change(
     )
     flow = make_flow(migrations=migrations)
     dead_hook_record(flow)
-    flow.snapd.run(lambda: flow.snapd.refresh(SNAP, 'x2'), what='refresh')  # then it died
+    flow.snapd.wait_done(flow.snapd.refresh(SNAP, 'x2'))  # then it died
 
     recorder = Recorder(fake)
     assert make_flow(migrations=migrations).converge(recorder) is Outcome.FINISHED
@@ -455,7 +455,7 @@ def test_converge_leaves_the_workload_to_a_series_upgrade_that_holds_it(
 ):
     flow = make_flow()
     dead_hook_record(flow)
-    flow.snapd.run(lambda: flow.snapd.refresh(SNAP, 'x2'), what='refresh')
+    flow.snapd.wait_done(flow.snapd.refresh(SNAP, 'x2'))
     series = state_dir / SeriesRecord.NAME
     _records.save(series, SeriesRecord(phase='prepared', services={}))
 
