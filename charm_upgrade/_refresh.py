@@ -28,7 +28,7 @@ from ._journal import Journal
 from ._migrations import REFRESH, Migrations
 from ._ops_status import reporter_for
 from ._preview import Preview, ServicePreview
-from ._refresh_flow import REFRESH_STAGE, RefreshFlow, RefreshRecord
+from ._refresh_flow import REFRESH_STAGE, RefreshFlow, hold_refreshes
 from ._snap_workload import SnapWorkload
 from ._status import StatusIntent, workload_held
 from .errors import MigrationError, SnapdError
@@ -36,8 +36,11 @@ from .snapd import Snapd
 
 if TYPE_CHECKING:
     import pathlib
+    from collections.abc import Sequence
 
     import ops
+
+    from ._records import RefreshRecord
 
 __all__ = ['CharmSpecificMachines']
 
@@ -78,6 +81,12 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         health_wait: Seconds :meth:`reconcile` may wait, in the event of the refresh,
             for the workload to become healthy, so that the next unit can refresh in
             the same event; 0 (the default) checks once. Keyword-only.
+        hold: Keep snapd's automatic refreshes of the snap held (snapd 2.58 or later),
+            after :meth:`install_snap` and after every refresh, so that an auto-refresh
+            cannot move the revision behind charm-refresh. True by default; keyword-only.
+        plugs: The snap's plugs that :meth:`install_snap` connects (to the system's slot,
+            or the one snapd matches); keyword-only.
+        classic: The snap has classic confinement (:meth:`install_snap`); keyword-only.
 
     Example::
 
@@ -103,6 +112,9 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
     journal: Journal = dataclasses.field(default_factory=Journal, kw_only=True, repr=False)
     migrations: Migrations | None = dataclasses.field(default=None, kw_only=True, repr=False)
     health_wait: float = dataclasses.field(default=0.0, kw_only=True, repr=False)
+    hold: bool = dataclasses.field(default=True, kw_only=True, repr=False)
+    plugs: Sequence[str] = dataclasses.field(default=(), kw_only=True, repr=False)
+    classic: bool = dataclasses.field(default=False, kw_only=True, repr=False)
     _flow_instance: RefreshFlow | None = dataclasses.field(default=None, init=False, repr=False)
     _machines: charm_refresh.Machines | None = dataclasses.field(
         default=None, init=False, repr=False
@@ -152,10 +164,10 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
         """Whether the workload runs (for charm-refresh's lower-priority status).
 
         The default: every service of the snap that the before-state expects to run
-        is active.
+        is active (False when the snap is not installed).
 
         Raises:
-            SnapdError: snapd could not be asked, or the snap is not installed.
+            SnapdError: snapd could not be asked.
         """
         return SnapWorkload(self.snapd, self.snap_name).healthy(self._flow.record)
 
@@ -255,6 +267,52 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
             before_next_unit=self.before_next_unit,
             health_wait=self.health_wait,
         )
+
+    def install_snap(self, refresh: charm_refresh.Machines) -> bool:
+        """Install the workload snap at the revision charm-refresh pins, if it is not installed.
+
+        For the first event in which ``charm_refresh.Machines`` can be built (the
+        peer relation is complete: not the install hook of a new unit). Installs
+        ``refresh.pinned_snap_revision`` (this machine's architecture) from the
+        store, records it (``update_snap_revision``), connects :attr:`plugs`, holds
+        the snap's automatic refreshes (:attr:`hold`), and with :attr:`migrations`
+        records a fresh install (every migration applied, none run). Each part is
+        checked again at every call, so a call after a failure finishes what the
+        failed one did not; on an installed, connected and held snap it costs one or
+        two reads of snapd.
+
+        Args:
+            refresh: The unit's ``charm_refresh.Machines``.
+
+        Returns:
+            Whether it installed the snap now.
+
+        Raises:
+            SnapdError: snapd could not install the snap or connect a plug
+                (:class:`~charm_upgrade.RevisionNotAvailable`: the store has no such
+                revision for this architecture). The hook fails; the next call retries.
+        """
+        snap = charm_refresh.snap_name()
+        info = self.snapd.find_snap(snap)
+        installed = info is None
+        if installed:
+            revision = refresh.pinned_snap_revision
+            with self.journal.stage('snap-install', snap=snap, revision=revision):
+                if self.migrations is not None:
+                    # Before the workload creates its data: nothing to migrate.
+                    self.migrations.mark_installed(revision=revision)
+                self.snapd.wait_done(
+                    self.snapd.install(snap, revision=revision, classic=self.classic)
+                )
+                refresh.update_snap_revision()
+        if self.plugs:
+            connected = {c.plug for c in self.snapd.connections(snap) if c.plug_snap == snap}
+            for plug in self.plugs:
+                if plug not in connected:
+                    self.snapd.wait_done(self.snapd.connect(snap, plug))
+        if self.hold and (info is None or not info.held):
+            hold_refreshes(self.snapd, snap)
+        return installed
 
     # What the charm reads --------------------------------------------------
 
@@ -374,6 +432,7 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
                 workload=_HookWorkload(self),
                 journal=self.journal,
                 migrations=self.migrations,
+                keep_held=self.hold,
             )
         return self._flow_instance
 

@@ -72,6 +72,7 @@ __all__ = [
     'RefreshFlow',
     'RefreshRecord',
     'Workload',
+    'hold_refreshes',
 ]
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,8 @@ class RefreshFlow:
         journal: Where each stage is journaled.
         migrations: The charm's migrations, or None; refresh migrations run after the snap change.
         change_timeout: Seconds one wait for a change of the snap may take in one event.
+        keep_held: Hold the snap's automatic refreshes after each refresh (snapd 2.58 or
+            later), so that snapd cannot move the revision behind charm-refresh.
         record_path: The record's path; by default ``snap-refresh.json`` in the state directory.
         clock: Monotonic seconds, for durations and the health wait.
         sleep: How to wait, for the health wait.
@@ -168,6 +171,7 @@ class RefreshFlow:
         journal: Journal,
         migrations: Migrations | None = None,
         change_timeout: float | None = None,
+        keep_held: bool = False,
         record_path: pathlib.Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -177,6 +181,7 @@ class RefreshFlow:
         self.journal = journal
         self.migrations = migrations
         self.change_timeout = snapd.change_timeout if change_timeout is None else change_timeout
+        self.keep_held = keep_held
         self._record_path = record_path
         self._clock = clock
         self._sleep = sleep
@@ -616,6 +621,8 @@ class RefreshFlow:
         self._write(record)
         self._intent = None
         self._finished_now = True
+        if self.keep_held:
+            details['held'] = hold_refreshes(self.snapd, record.snap)
         return True
 
     # The health gate -------------------------------------------------------
@@ -701,6 +708,28 @@ def _series_holds(state_dir: pathlib.Path) -> bool:
     except StateFileError:
         return True  # the series flow reports its damaged record; hold meanwhile
     return record is not None and record.phase == 'prepared'
+
+
+def hold_refreshes(snapd: Snapd, snap: str) -> bool:
+    """Hold snapd's automatic refreshes of ``snap``, unless they are held; return whether held.
+
+    Not a failure when snapd cannot (before 2.58, or while it cannot be asked): the
+    snap stays as it is, with a warning, and the next install or refresh tries again.
+    """
+    try:
+        info = snapd.find_snap(snap)
+        if info is None:
+            return False
+        if not info.held:
+            snapd.wait_done(snapd.hold(snap))
+    except SnapdError as e:
+        logger.warning(
+            'Cannot hold the automatic refreshes of snap %r (snapd 2.58 or later holds them): %s',
+            snap,
+            e,
+        )
+        return False
+    return True
 
 
 def _hold_text(migrations: Migrations, error: MigrationError) -> str:

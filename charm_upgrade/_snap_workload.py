@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._services import restore_snap_services
-from .errors import SnapdError
+from .errors import SnapdError, SnapNotInstalled
 
 if TYPE_CHECKING:
     from ._refresh_flow import RefreshRecord
@@ -69,12 +69,15 @@ class SnapWorkload:
         """Return the services of the snap that should run and do not.
 
         Those that ran before the refresh, as ``record`` says; without a record of
-        this snap, those snapd has enabled.
+        this snap, those snapd has enabled. The snap's own name if it is not installed.
 
         Raises:
-            SnapdError: snapd could not be asked, or the snap is not installed.
+            SnapdError: snapd could not be asked.
         """
-        services = self.snapd.services(self.snap)
+        try:
+            services = self.snapd.services(self.snap)
+        except SnapNotInstalled:
+            return [self.snap]  # nothing of it runs
         expected = _expected_running(services, _recorded(self.snap, record))
         return [s.full_name for s in services if s.full_name in expected and not s.active]
 
@@ -82,7 +85,7 @@ class SnapWorkload:
         """Whether every service that should run is active.
 
         Raises:
-            SnapdError: snapd could not be asked, or the snap is not installed.
+            SnapdError: snapd could not be asked.
         """
         return not self.inactive(record)
 
@@ -92,6 +95,8 @@ class SnapWorkload:
             inactive = self.inactive(record)
         except SnapdError as e:
             return f'cannot read the services of {self.snap}: {e.message}'
+        if inactive == [self.snap]:
+            return f'snap {self.snap} is not installed'
         if inactive:
             return f'{self.snap} services not active: {", ".join(inactive)}'
         return f'{workload or self.snap} not healthy'

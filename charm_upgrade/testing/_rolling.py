@@ -196,6 +196,10 @@ class RollingRefresh(Generic[CharmT]):
         root: where to put the units' charm directories (default: a new temporary directory,
             removed by :meth:`close`).
         change_duration: seconds each FakeSnapd change takes.
+        installed: False offers the snap in each fake store instead of installing it, for
+            charms that install it themselves (``CharmSpecificMachines.install_snap``).
+        plugs: the snap's plugs.
+        snapd_version: the snapd each FakeSnapd answers as (``'2.57'`` refuses holds).
         base: every machine's base at deployment, ``name@version`` as Juju writes it; each
             unit reads it from an os-release file of its own (``$CHARM_UPGRADE_OS_RELEASE``).
     """
@@ -222,10 +226,14 @@ class RollingRefresh(Generic[CharmT]):
         root: str | os.PathLike[str] | None = None,
         change_duration: float = 0.01,
         base: str = 'ubuntu@22.04',
+        installed: bool = True,
+        plugs: Iterable[str] = (),
+        snapd_version: str = '2.68',
     ) -> None:
         if units < 1 or not 0 <= leader < units:
             raise ValueError('need at least one unit, and the leader among them')
         _split_base(base)
+        revisions, services, plugs = list(revisions), list(services), list(plugs)
         self._own_root = root is None
         self.root = pathlib.Path(root or tempfile.mkdtemp(prefix='rolling-refresh-'))
         """Where the units' charm directories are."""
@@ -248,7 +256,7 @@ class RollingRefresh(Generic[CharmT]):
         )
         try:
             for number in range(units):
-                snapd = FakeSnapd(change_duration=change_duration)
+                snapd = FakeSnapd(change_duration=change_duration, version=snapd_version)
                 self._snapds.append(snapd)  # first, so that close() stops it
                 snapd.start()
                 machine = self.root / f'machine-{number}'
@@ -278,7 +286,18 @@ class RollingRefresh(Generic[CharmT]):
                     leader=number == leader, config=dict(options or {}), planned_units=units
                 )
                 self._units.append(_Unit(number, harness, snapd, systemd, os_release, state))
-                snapd.add_snap(snap, revision=revision, revisions=revisions, services=services)
+                if installed:
+                    snapd.add_snap(
+                        snap,
+                        revision=revision,
+                        revisions=revisions,
+                        services=services,
+                        plugs=plugs,
+                    )
+                else:
+                    snapd.add_store_snap(
+                        snap, revisions=[revision, *revisions], services=services, plugs=plugs
+                    )
                 self._unit_data[number] = dict(testing.PeerRelation(PEER_ENDPOINT).local_unit_data)
         except BaseException:
             self.close()
@@ -750,7 +769,7 @@ class RollingRefresh(Generic[CharmT]):
         remote: int | None,
         state: testing.State | None = None,
     ) -> None:
-        before = unit.snapd.revision(self.snap)
+        before = self._installed_revision(unit)
         try:
             output = unit.harness.run(event, state or self._with_relation(unit))
         except testing.errors.UncaughtCharmError as e:
@@ -763,10 +782,16 @@ class RollingRefresh(Generic[CharmT]):
             self._record(unit, remote, None)
             raise
         finally:
-            if unit.snapd.revision(self.snap) != before:
+            if self._installed_revision(unit) != before:
                 self.refresh_order.append(unit.number)
         self._record(unit, remote, None, output.unit_status)
         self._commit(unit, output)
+
+    def _installed_revision(self, unit: _Unit[CharmT]) -> str | None:
+        try:
+            return unit.snapd.revision(self.snap)
+        except KeyError:  # offered by the store, not installed yet
+            return None
 
     def _record(
         self,

@@ -105,8 +105,14 @@ def test_failing_post_refresh_hook_is_undone_and_raised(
     assert 'post-refresh' in outcome['message']
     assert revision() == 'x1'
     assert_workload_runs(container, '1.0')
-    assert revision_records(run) == []
-    assert stages(run) == [('snap-refresh', 'start'), ('snap-refresh', 'failed')]
+    # Recorded once the change was ready: the revision snapd undid back to.
+    assert [(r['revision'], r['in_flight']) for r in revision_records(run)] == [('x1', [])]
+    assert stages(run) == [
+        ('snap-refresh', 'start'),
+        ('refresh-finish', 'start'),
+        ('refresh-finish', 'ended'),
+        ('snap-refresh', 'failed'),
+    ]
     refreshes = changes_since(since, 'refresh-snap')
     assert [c['status'] for c in refreshes] == ['Error']
 

@@ -23,7 +23,6 @@ import ops
 
 import charm_upgrade
 from charm_upgrade._journal import format_timeline
-from charm_upgrade.snapd import Snapd
 
 logger = logging.getLogger(__name__)
 
@@ -142,14 +141,8 @@ class UpgradeDemoCharm(ops.CharmBase):
     def _reconcile(self, _: ops.EventBase) -> None:
         if self.refresh is None or self.series_upgrade.workload_held:
             return  # no peer relation yet, or the library holds the workload down
-        snapd = Snapd()
-        if snapd.find_snap(SNAP) is None:
-            # Install the revision this charm code pins; later ones come by refresh.
-            self.unit.status = ops.MaintenanceStatus(f'Installing the {SNAP} snap')
-            revision = self.refresh.pinned_snap_revision
-            MIGRATIONS.mark_installed(revision=revision)  # fresh data: nothing to migrate
-            snapd.wait_done(snapd.install(SNAP, revision=revision))
-            self.refresh.update_snap_revision()
+        # The revision this charm code pins, the first time; later ones come by refresh.
+        self._refresh_specific.install_snap(self.refresh)
 
     def _on_collect_unit_status(self, event: ops.CollectStatusEvent) -> None:
         # The library adds its own statuses (a series upgrade, an unfinished or unhealthy
