@@ -305,6 +305,7 @@ class RefreshFlow:
         details['revision_before'] = info.revision
 
         record = self.record
+        finished_earlier = False
         if record is not None and not record.finished:
             if (
                 record.snap == snap
@@ -322,14 +323,15 @@ class RefreshFlow:
                 if self.converge(record_revision) is not Outcome.FINISHED:
                     details['waits_for'] = record.target
                     return
+                finished_earlier = True
                 record = None
         if info.revision == target:
-            # Only reachable when charm-refresh's record lagged behind snapd: record
-            # it, and finish what the record says is unfinished. Never refresh again
-            # (a refresh to the installed revision restarts the services).
-            record_revision()
+            # Only reachable when charm-refresh's record lagged behind snapd (the
+            # refresh finished above recorded it already). Never refresh again: a
+            # refresh to the installed revision restarts the services.
+            if not finished_earlier:
+                record_revision()
             details['already_at_target'] = True
-            self.converge(record_revision)
             return
         if self.migrations is not None:
             try:

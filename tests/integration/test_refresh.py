@@ -11,6 +11,11 @@ it to x2 (both revisions are on disk, so snapd runs a real refresh change).
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
+import subprocess
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -218,3 +223,81 @@ def test_snapd_restart_during_the_change_is_waited_out(
     refreshes = changes_since(since, 'refresh-snap')
     assert [(c['id'], c['status']) for c in refreshes] == [(in_flight['id'], 'Done')]
     assert container.exec(['systemctl', 'is-active', 'snapd.service']).stdout.strip() == 'active'
+
+
+class MachinesUnit:
+    """One unit whose events run with the real charm_refresh.Machines (_machines_driver.py)."""
+
+    def __init__(self, charm_dir: pathlib.Path, socket: str) -> None:
+        self.charm_dir = charm_dir
+        self.socket = socket
+        charm_dir.mkdir(parents=True)
+
+    def event(
+        self, name: str, charm_version: str, revision: str, *, kill_at_start: bool = False
+    ) -> dict[str, Any]:
+        env = {
+            **os.environ,
+            'CHARM_UPGRADE_SNAPD_SOCKET': self.socket,
+            'CU_IT_KILL_AT_START': '1' if kill_at_start else '0',
+            'PYTHONWARNINGS': 'error',
+        }
+        env.pop('CHARM_UPGRADE_STATE_DIR', None)  # the unit's own, in its charm directory
+        driver = pathlib.Path(__file__).with_name('_machines_driver.py')
+        process = subprocess.run(
+            [sys.executable, str(driver), name, charm_version, revision, 'peer-data.json'],
+            cwd=self.charm_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if process.returncode < 0:
+            return {'killed': -process.returncode}
+        assert process.returncode == 0, f'driver failed:\n{process.stdout}\n{process.stderr}'
+        return json.loads(process.stdout.splitlines()[-1])
+
+    @property
+    def peer_data(self) -> dict[str, dict[str, str]]:
+        return json.loads((self.charm_dir / 'peer-data.json').read_text())
+
+    def state_file(self, name: str) -> dict[str, Any]:
+        return json.loads((self.charm_dir / '.charm_upgrade' / name).read_text())
+
+
+def test_a_hook_killed_before_the_start_converges_at_the_next_event_with_the_real_machines(
+    container: Container, probe: Probe, snapd_socket: str, tmp_path: pathlib.Path
+) -> None:
+    reset(container, 'x1')
+    unit = MachinesUnit(tmp_path / 'unit-0', snapd_socket)
+    for event in ('install', 'leader_elected', 'config_changed', 'start'):
+        assert unit.event(event, '1/1.0.0', 'x1')['ok'], event
+    assert json.loads(unit.peer_data['unit']['installed_snap_revision']) == 'x1'
+    since = last_change_id()
+
+    # juju refresh: charm-refresh calls refresh_snap in upgrade-charm; the change ends
+    # Done, then the hook is killed before the workload starts.
+    assert unit.event('upgrade_charm', '1/1.1.0', 'x2', kill_at_start=True) == {'killed': 9}
+    assert revision() == 'x2'
+    assert services(container) == {
+        'cu-probe.web': ('disabled', 'inactive'),
+        'cu-probe.worker': ('disabled', 'inactive'),
+    }
+    assert json.loads(unit.peer_data['unit']['installed_snap_revision']) == 'x1'  # lost
+
+    # Juju runs the killed hook again. charm-refresh re-records x2 and does not call
+    # refresh_snap; the library finishes the refresh from its record.
+    again = unit.event('upgrade_charm', '1/1.1.0', 'x2')
+
+    assert again == {'ok': True, 'status': ['active', '']}
+    assert_workload_runs(container, '2.0')
+    assert services(container) == {
+        'cu-probe.web': ('enabled', 'active'),
+        'cu-probe.worker': ('enabled', 'active'),
+    }
+    assert json.loads(unit.peer_data['unit']['installed_snap_revision']) == 'x2'
+    record = unit.state_file('snap-refresh.json')
+    assert (record['phase'], record['outcome']) == ('completed', 'refreshed')
+    assert [c['status'] for c in changes_since(since, 'refresh-snap')] == ['Done']  # once
+    assert unit.event('update_status', '1/1.1.0', 'x2') == {'ok': True, 'status': ['active', '']}
