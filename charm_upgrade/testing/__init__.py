@@ -37,10 +37,17 @@ if TYPE_CHECKING:
     from ._fake_snapd import FakeSnapd, RecordedRequest
     from ._fake_systemd import FakeSystemd
     from ._kill import HookKilled
-    from ._refresh_harness import PEER_ENDPOINT, EventCalls, RefreshHarness, RefreshVersions
+    from ._refresh_harness import (
+        CHARM_REFRESH_META,
+        PEER_ENDPOINT,
+        EventCalls,
+        RefreshHarness,
+        RefreshVersions,
+    )
     from ._rolling import ActionOutcome, EventRecord, RollingRefresh
 
 __all__ = [
+    'CHARM_REFRESH_META',
     'PEER_ENDPOINT',
     'ActionOutcome',
     'EventCalls',
@@ -56,6 +63,7 @@ __all__ = [
 
 # Public name -> the private module that defines it.
 _LAZY = {
+    'CHARM_REFRESH_META': '_refresh_harness',
     'PEER_ENDPOINT': '_refresh_harness',
     'ActionOutcome': '_rolling',
     'EventCalls': '_refresh_harness',

@@ -62,6 +62,32 @@ __all__ = [
 PEER_ENDPOINT = 'refresh-v-three'
 """The peer relation endpoint charm-refresh hard-codes."""
 
+CHARM_REFRESH_META: dict[str, Any] = {
+    'peers': {PEER_ENDPOINT: {'interface': 'refresh'}},
+    'config': {'options': {'pause-after-unit-refresh': {'type': 'string', 'default': 'first'}}},
+    'actions': {
+        'pre-refresh-check': {'additionalProperties': False},
+        'force-refresh-start': {
+            'params': {
+                'check-compatibility': {'type': 'boolean', 'default': True},
+                'run-pre-refresh-checks': {'type': 'boolean', 'default': True},
+                'check-workload-container': {'type': 'boolean', 'default': True},
+            },
+            'additionalProperties': False,
+        },
+        'resume-refresh': {
+            'params': {'check-health-of-refreshed-units': {'type': 'boolean', 'default': True}},
+            'additionalProperties': False,
+        },
+    },
+}
+"""What charm-refresh needs in a charm's metadata: its peer relation, option and actions.
+
+Merge it into a test charm's ``meta`` (``{'name': 'mycharm', **CHARM_REFRESH_META}``), or
+compare a ``charmcraft.yaml`` with it. charm-refresh reads every action parameter by key,
+without a default of its own.
+"""
+
 EPOCH = 1_767_225_600.0
 """The simulated time of the first ``.juju-charm`` (2026-01-01 UTC): runs are reproducible."""
 

@@ -38,29 +38,10 @@ from ops import testing
 
 from charm_upgrade import CharmSpecificMachines
 from charm_upgrade._refresh import _HookWorkload
-from charm_upgrade.testing import RefreshHarness, RefreshVersions
+from charm_upgrade.testing import CHARM_REFRESH_META, RefreshHarness, RefreshVersions
 
 EPOCH = 1767225600.0  # when the first charm revision was deployed (simulated)
-META: dict[str, Any] = {
-    'name': 'cu-probe-charm',
-    'peers': {'refresh-v-three': {'interface': 'refresh'}},
-    'config': {'options': {'pause-after-unit-refresh': {'type': 'string', 'default': 'first'}}},
-    'actions': {
-        'pre-refresh-check': {'additionalProperties': False},
-        'force-refresh-start': {
-            'params': {
-                'check-compatibility': {'type': 'boolean', 'default': True},
-                'run-pre-refresh-checks': {'type': 'boolean', 'default': True},
-                'check-workload-container': {'type': 'boolean', 'default': True},
-            },
-            'additionalProperties': False,
-        },
-        'resume-refresh': {
-            'params': {'check-health-of-refreshed-units': {'type': 'boolean', 'default': True}},
-            'additionalProperties': False,
-        },
-    },
-}
+META: dict[str, Any] = {'name': 'cu-probe-charm', **CHARM_REFRESH_META}
 
 
 @dataclasses.dataclass(eq=False)

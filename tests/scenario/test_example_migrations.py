@@ -6,37 +6,21 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from charm_upgrade.testing import RollingRefresh
-
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-CHARM_DIR = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'charm'
-sys.path.insert(0, str(CHARM_DIR / 'src'))
+import _demo
+from _demo import App
 
-from charm import UpgradeDemoCharm  # noqa: E402
-
-SNAP = 'upgrade-demo'
 DATA = '20260301-data-format'
-App = RollingRefresh[UpgradeDemoCharm]
 
 
 def deploy(units: int) -> App:
-    app = RollingRefresh(
-        UpgradeDemoCharm,
-        units=units,
-        snap=SNAP,
-        revision='2',
-        revisions=['3'],
-        services=['server'],
-        charm_version='1/1.0.0',
-        change_duration=0.005,
-    )
+    app = _demo.deploy(units)
     app.install()
     return app
 

@@ -7,25 +7,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from charm_upgrade.snapd import Snapd
-from charm_upgrade.testing import RollingRefresh
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-CHARM_DIR = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'charm'
-sys.path.insert(0, str(CHARM_DIR / 'src'))
-
-import charm  # noqa: E402
-from charm import DemoRefresh, UpgradeDemoCharm  # noqa: E402
-
-SNAP = 'upgrade-demo'
-App = RollingRefresh[UpgradeDemoCharm]
+import _demo
+from _demo import SNAP, App, charm
+from charm import DemoRefresh
 
 
 @dataclasses.dataclass(eq=False)
@@ -34,18 +27,7 @@ class PluggedRefresh(DemoRefresh):
 
 
 def deploy(units: int = 2, **kwargs: Any) -> App:
-    return RollingRefresh(
-        UpgradeDemoCharm,
-        units=units,
-        snap=SNAP,
-        revision='2',
-        revisions=['3'],
-        services=['server'],
-        charm_version='1/1.0.0',
-        change_duration=0.005,
-        installed=False,
-        **kwargs,
-    )
+    return _demo.deploy(units, installed=False, **kwargs)
 
 
 @pytest.fixture

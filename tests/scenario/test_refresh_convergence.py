@@ -15,41 +15,25 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from ops import testing
 
 from charm_upgrade import Migration, MigrationContext, Migrations, SnapRefreshError
-from charm_upgrade.testing import RollingRefresh
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-CHARM_DIR = pathlib.Path(__file__).resolve().parents[2] / 'examples' / 'charm'
-sys.path.insert(0, str(CHARM_DIR / 'src'))
+import _demo
+from _demo import SNAP, App, charm
 
-import charm  # noqa: E402
-from charm import UpgradeDemoCharm  # noqa: E402
-
-SNAP = 'upgrade-demo'
 DATA = '20260301-data-format'
 SERVING = {'server': (True, True)}
-App = RollingRefresh[UpgradeDemoCharm]
 
 
 def deploy(units: int) -> App:
-    app = RollingRefresh(
-        UpgradeDemoCharm,
-        units=units,
-        snap=SNAP,
-        revision='2',
-        revisions=['3'],
-        services=['server'],
-        charm_version='1/1.0.0',
-        change_duration=0.005,
-    )
+    app = _demo.deploy(units)
     app.install()
     for unit in app.units:
         # Deployed before the charm had migrations: the refresh migration is pending.

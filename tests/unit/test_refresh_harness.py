@@ -22,33 +22,19 @@ from ops import testing
 from charm_upgrade import _bases
 from charm_upgrade.snapd import Snapd
 from charm_upgrade.testing._fake_snapd import FakeSnapd
-from charm_upgrade.testing._refresh_harness import CharmT, RefreshHarness, RefreshVersions
+from charm_upgrade.testing._refresh_harness import (
+    CHARM_REFRESH_META,
+    CharmT,
+    RefreshHarness,
+    RefreshVersions,
+)
 from charm_upgrade.testing._rolling import RollingRefresh
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 SNAP = 'tiny'
-META: dict[str, Any] = {
-    'name': 'tiny',
-    'peers': {'refresh-v-three': {'interface': 'refresh'}},
-    'config': {'options': {'pause-after-unit-refresh': {'type': 'string', 'default': 'first'}}},
-    'actions': {
-        'pre-refresh-check': {'additionalProperties': False},
-        'force-refresh-start': {
-            'params': {
-                'check-compatibility': {'type': 'boolean', 'default': True},
-                'run-pre-refresh-checks': {'type': 'boolean', 'default': True},
-                'check-workload-container': {'type': 'boolean', 'default': True},
-            },
-            'additionalProperties': False,
-        },
-        'resume-refresh': {
-            'params': {'check-health-of-refreshed-units': {'type': 'boolean', 'default': True}},
-            'additionalProperties': False,
-        },
-    },
-}
+META: dict[str, Any] = {'name': 'tiny', **CHARM_REFRESH_META}
 V1 = RefreshVersions(
     charm='1/1.0.0', workload='1.0', snap=SNAP, revisions={platform.machine(): '10'}
 )
