@@ -77,7 +77,7 @@ _HOLD_DROPIN = """\
 ConditionPathExists=!/
 """
 
-_UNIT_SUFFIXES = (
+UNIT_SUFFIXES = (
     '.service',
     '.socket',
     '.target',
@@ -143,7 +143,7 @@ def normalise_unit_name(name: str) -> str:
         raise ServiceError(
             f'invalid systemd unit name {name!r}: unit names have no spaces or slashes'
         )
-    return name if name.endswith(_UNIT_SUFFIXES) else f'{name}.service'
+    return name if name.endswith(UNIT_SUFFIXES) else f'{name}.service'
 
 
 def config_dir() -> pathlib.Path:

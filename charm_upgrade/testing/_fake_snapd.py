@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from types import TracebackType
 
+    from ._fake_systemd import FakeSystemd
+
 __all__ = ['FakeSnapd', 'RecordedRequest']
 
 _GARBAGE = b'<html><body>snapd is restarting</body></html>'
@@ -292,6 +294,7 @@ class FakeSnapd:
                 confinement=confinement,
                 plugs={plug: plug for plug in plugs},
             )
+            self._state.bind(self._state.snaps[name])
 
     def add_store_snap(
         self,
@@ -383,7 +386,31 @@ class FakeSnapd:
             services = self._snap(snap).services
             if app not in services:
                 raise KeyError(f'snap {snap!r} has no service {app!r}')
-            services[app] = Service(enabled, active)
+            services[app].enabled = enabled
+            services[app].active = active
+
+    def attach(self, systemd: FakeSystemd) -> None:
+        """Keep the snaps' services in ``systemd`` as their units, from now on.
+
+        snapd runs snap services as systemd units named
+        ``snap.<snap>.<app>.service``; once attached, the fake's services are
+        those units of ``systemd``'s machine, so a charm that mixes
+        ``systemctl`` on snap units with :class:`~charm_upgrade.SnapServices`
+        sees one truth, and a start through snapd of a unit held by a drop-in
+        is skipped, as on a machine. The pytest fixtures attach the two when a
+        test uses both.
+
+        Example::
+
+            with FakeSnapd() as snapd, FakeSystemd() as systemd:
+                snapd.attach(systemd)
+                snapd.add_snap('foo', services=['daemon'])
+                assert systemd.unit('snap.foo.daemon.service')['active'] == 'active'
+        """
+        with self._state.lock:
+            self._state.machine = systemd.machine
+            for snap in self._state.snaps.values():
+                self._state.bind(snap)
 
     def _snap(self, name: str) -> Snap:
         try:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterable
 
+    from ._fake_systemd_model import Machine
+
 READY_STATUSES = frozenset({'Done', 'Undone', 'Hold', 'Error'})
 
 SYSTEM_SNAP = 'snapd'
@@ -139,12 +141,72 @@ def parse_revision(value: object) -> str | None:
     )
 
 
-@dataclasses.dataclass
-class Service:
-    """One service of a fake snap."""
+_SNAP_UNIT = """\
+[Unit]
+Description=Service for snap application {name}
+[Service]
+ExecStart=/usr/bin/snap run {name}
+[Install]
+WantedBy=multi-user.target
+"""
 
-    enabled: bool
-    active: bool
+
+class Service:
+    """One service of a fake snap: whether it is enabled and whether it runs.
+
+    Kept in the object until the fake snapd is attached to a
+    :class:`~charm_upgrade.testing.FakeSystemd`; from then on it lives on that
+    machine as the unit ``snap.<snap>.<app>.service`` (snapd's own name for
+    it), so that ``systemctl`` and snapd see one state: a ``systemctl stop``
+    shows in ``GET /v2/apps``, and a start through snapd of a unit held by a
+    drop-in is skipped, as systemd skips it.
+    """
+
+    def __init__(self, enabled: bool, active: bool):
+        self._enabled = enabled
+        self._active = active
+        self._machine: Machine | None = None
+        self._unit = ''
+
+    def __repr__(self) -> str:
+        return f'Service(enabled={self.enabled}, active={self.active})'
+
+    def bind(self, machine: Machine, unit: str) -> None:
+        """Keep this service's state in ``machine`` as ``unit`` from now on."""
+        if self._machine is machine:
+            return
+        path = machine.config_dir / unit
+        if not path.exists():
+            path.write_text(_SNAP_UNIT.format(name=unit[len('snap.') : -len('.service')]))
+        enabled, active = self.enabled, self.active
+        self._machine, self._unit = machine, unit
+        machine.set_enabled(unit, enabled)
+        with machine.state() as state:
+            state['active'][unit] = 'active' if active else 'inactive'
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the service starts at boot."""
+        return self._enabled if self._machine is None else self._machine.is_enabled(self._unit)
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        if self._machine is None:
+            self._enabled = value
+        elif value != self.enabled:
+            self._machine.set_enabled(self._unit, value)
+
+    @property
+    def active(self) -> bool:
+        """Whether the service runs."""
+        return self._active if self._machine is None else self._machine.is_active(self._unit)
+
+    @active.setter
+    def active(self, value: bool) -> None:
+        if self._machine is None:
+            self._active = value
+        else:
+            self._machine.set_active(self._unit, value)
 
 
 @dataclasses.dataclass

@@ -44,6 +44,8 @@ from ._fake_snapd_model import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from ._fake_systemd_model import Machine
+
 __all__ = ['READY_STATUSES', 'RefreshFault', 'Service', 'Snap', 'SnapdState', 'parse_revision']
 
 _SELECTS = ('all', 'in-progress', 'ready')
@@ -80,8 +82,15 @@ class SnapdState:
         self.conflicts: deque[str] = deque()
         self.store: dict[str, Snap] = {}
         self.connections: dict[_Connection, bool] = {}  # -> made by hand
+        self.machine: Machine | None = None
         self._change_ids = itertools.count(1)
         self._task_ids = itertools.count(1)
+
+    def bind(self, snap: Snap) -> None:
+        """Keep the snap's services in the attached machine, if there is one."""
+        if self.machine is not None:
+            for app, service in snap.services.items():
+                service.bind(self.machine, f'snap.{snap.name}.{app}.service')
 
     @property
     def holds_supported(self) -> bool:
@@ -391,6 +400,7 @@ class SnapdState:
 
         def link() -> None:
             self.snaps[snap.name] = snap
+            self.bind(snap)
 
         task = f'Make snap "{snap.name}" ({snap.revision}) available'
         return self._one_task('install-snap', summary, [snap.name], 'link-snap', task, link)

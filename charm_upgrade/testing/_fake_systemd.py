@@ -10,162 +10,90 @@ import pathlib
 import stat
 import sys
 import tempfile
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._fake_systemd_model import Machine, full_name
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import TracebackType
 
 __all__ = ['FakeSystemd']
 
-# The stand-in executable. It keeps the units in a JSON file next to it and
-# behaves like systemctl for the subcommands charm-upgrade uses. Like the real
-# systemd, drop-ins take effect at daemon-reload, not when they are written.
-_SCRIPT = r"""
-import json, os, pathlib, sys
-
-HOLD = 'zz-charm-upgrade-hold.conf'
-home = pathlib.Path(__file__).resolve().parent.parent
-state_path = home / 'state.json'
-state = json.loads(state_path.read_text())
-argv = sys.argv[1:]
-with open(home / 'calls.jsonl', 'a') as f:
-    f.write(json.dumps(argv) + '\n')
-args = [a for a in argv if not (a.startswith('--') and a != '--')]
-props = next((a.split('=', 1)[1] for a in argv if a.startswith('--property=')), '')
-names = [a for a in args[1:] if a != '--']
-command = args[0] if args else ''
-units = state['units']
-fail = state.get('fail', {})
-
-def save():
-    tmp = state_path.with_suffix('.tmp')
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, state_path)
-
-def full(name):
-    return name if '.' in name else name + '.service'
-
-if command in fail and fail[command]['count'] > 0:
-    fail[command]['count'] -= 1
-    save()
-    sys.stderr.write(fail[command]['message'] + '\n')
-    sys.exit(fail[command].get('code', 1))
-
-def unit(name, *, must_exist=True):
-    u = units.get(full(name))
-    if u is None and must_exist:
-        sys.stderr.write(f'Failed to {command} {name}: Unit {full(name)} not found.\n')
-        sys.exit(5)
-    return u
-
-if command == 'show':
-    blocks = []
-    for name in names:
-        u = units.get(full(name))
-        values = {
-            'Id': full(name),
-            'LoadState': u['load'] if u else 'not-found',
-            'ActiveState': u['active'] if u else 'inactive',
-            'UnitFileState': u['enabled'] if u else '',
-            'FragmentPath': u['path'] if u else '',
-        }
-        wanted = props.split(',') if props else list(values)
-        blocks.append('\n'.join(f'{k}={values[k]}' for k in wanted))
-    sys.stdout.write('\n\n'.join(blocks) + '\n')
-elif command == 'daemon-reload':
-    config = pathlib.Path(state['config_dir'])
-    state['held'] = sorted(p.parent.name[:-2] for p in config.glob('*.d/' + HOLD))
-    save()
-elif command in ('enable', 'disable'):
-    for name in names:
-        u = unit(name)
-        if u['enabled'] in ('enabled', 'disabled'):
-            u['enabled'] = 'enabled' if command == 'enable' else 'disabled'
-    save()
-elif command == 'mask':
-    for name in names:
-        u = unit(name)
-        if u['path'].startswith('/etc/systemd/system/'):
-            sys.stderr.write(f'Failed to mask unit: File {u["path"]} already exists.\n')
-            sys.exit(1)
-        u['enabled'] = 'masked'
-        u['load'] = 'masked'
-    save()
-elif command == 'unmask':
-    for name in names:
-        u = unit(name)
-        if u['enabled'] == 'masked':
-            u['enabled'] = 'disabled'
-            u['load'] = 'loaded'
-    save()
-elif command == 'stop':
-    for name in names:
-        unit(name)['active'] = 'inactive'
-    save()
-elif command in ('start', 'restart'):
-    for name in names:
-        u = unit(name)
-        if u['enabled'] == 'masked':
-            sys.stderr.write(f'Failed to start {full(name)}: Unit {full(name)} is masked.\n')
-            sys.exit(1)
-        # A held unit's condition is false: systemd skips it, and start succeeds.
-        if full(name) not in state.get('held', []):
-            u['active'] = 'active'
-    save()
-elif command == 'is-active':
-    sys.stdout.write('\n'.join(unit(n)['active'] for n in names) + '\n')
-    sys.exit(0 if all(unit(n)['active'] == 'active' for n in names) else 3)
-elif command == 'is-enabled':
-    sys.stdout.write('\n'.join(unit(n)['enabled'] for n in names) + '\n')
-    sys.exit(0 if all(unit(n)['enabled'] == 'enabled' for n in names) else 1)
-else:
-    sys.stderr.write(f'fake systemctl: unknown command {command!r}\n')
-    sys.exit(1)
+# The stand-in executable: a thin wrapper around the model, one process per call.
+_SCRIPT = """\
+import sys
+sys.path.insert(0, {package_parent!r})
+from charm_upgrade.testing._fake_systemd_model import main
+sys.exit(main({home!r}, sys.argv[1:]))
 """
+
+_DEFAULT_TARGETS = {'.socket': 'sockets.target', '.timer': 'timers.target'}
+_BODIES = {
+    '.socket': '[Socket]\nListenStream=/run/{stem}.sock\n',
+    '.path': '[Path]\nPathChanged=/run/{stem}.trigger\n',
+    '.timer': '[Timer]\nOnCalendar=daily\n',
+    '.target': '',
+}
 
 
 class FakeSystemd:
-    """A ``systemctl`` stand-in on ``PATH``, with units kept in a JSON file.
+    """A ``systemctl`` stand-in on ``PATH``, over a machine kept in a directory.
 
-    It answers ``show``, ``daemon-reload``, ``enable``, ``disable``, ``mask``, ``unmask``,
-    ``start``, ``stop``, ``restart``, ``is-active`` and ``is-enabled`` as
-    systemd does for the cases charm-upgrade meets, including two that matter
-    for series upgrades: ``mask`` fails for a unit file in
-    ``/etc/systemd/system``, and a unit with a hold drop-in (after a
-    ``daemon-reload``) is not started by ``start``. Every call is logged.
+    Unit files and their enablement links are real files under the fake's
+    root (:attr:`config_dir` stands for ``/etc/systemd/system``,
+    :attr:`vendor_dir` for ``/lib/systemd/system``); what runs and what is
+    held is kept in a JSON file. It answers ``show``, ``daemon-reload``,
+    ``enable``, ``disable``, ``link``, ``add-wants``, ``mask``, ``unmask``,
+    ``start``, ``stop``, ``restart``, ``reset-failed``, ``is-active`` and
+    ``is-enabled`` as systemd 252 does for what charm-upgrade meets: links,
+    aliases, ``Also=``, extra ``.wants/`` links, drop-ins applied by file name
+    at ``daemon-reload`` (a hold skips every start, and succeeds), ``mask``
+    refused for a unit file in ``/etc/systemd/system``, ``RefuseManualStart=``
+    and ``RefuseManualStop=``, socket and path triggers, and short names that
+    mean ``.service``. Every call is logged.
+
+    A :class:`~charm_upgrade.testing.FakeSnapd` attached to it
+    (``fake_snapd.attach(fake_systemd)``; the pytest fixtures do it when a
+    test uses both) keeps its snap services here as the units
+    ``snap.<snap>.<app>.service``, so ``systemctl`` and snapd see one truth.
 
     Use it as a context manager: it puts the stand-in first on ``PATH`` and
-    points ``$CHARM_UPGRADE_SYSTEMD_DIR`` at its own drop-in directory.
+    points ``$CHARM_UPGRADE_SYSTEMD_DIR`` at :attr:`config_dir`.
 
     Args:
-        directory: Where to keep the executable, the state and the log; a new
-            temporary directory by default.
+        directory: Where to keep the executable, the machine and the log; a
+            new temporary directory by default.
 
     Example::
 
         with FakeSystemd() as systemd:
             systemd.add_unit('myapp.service')
             SystemdServices(['myapp']).read_state()
-            assert systemd.calls == [['--no-ask-password', '--no-pager', 'show', ...]]
+            assert systemd.commands() == ['show']
     """
 
     def __init__(self, directory: str | os.PathLike[str] | None = None):
         self.directory = pathlib.Path(directory or tempfile.mkdtemp(prefix='fake-systemd-'))
-        """Where the executable (``bin/systemctl``), state and log live."""
-        self.config_dir = self.directory / 'etc-systemd-system'
-        """Where hold drop-ins are written (stands for ``/etc/systemd/system``)."""
-        self.config_dir.mkdir(parents=True, exist_ok=True)
+        """Where the executable (``bin/systemctl``), the machine and the log live."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.machine = Machine(self.directory)
+        """The model behind the stand-in (shared with an attached FakeSnapd)."""
+        self.machine.setup()
+        self.config_dir = self.machine.config_dir
+        """Stands for ``/etc/systemd/system``: unit files, links, drop-ins (and holds)."""
+        self.vendor_dir = self.machine.vendor_dir
+        """Stands for ``/lib/systemd/system``: packaged unit files."""
         bin_dir = self.directory / 'bin'
         bin_dir.mkdir(exist_ok=True)
         executable = bin_dir / 'systemctl'
-        executable.write_text(f'#!{sys.executable}\n{_SCRIPT}')
+        package_parent = str(pathlib.Path(__file__).resolve().parents[2])
+        script = _SCRIPT.format(package_parent=package_parent, home=str(self.directory))
+        executable.write_text(f'#!{sys.executable}\n{script}')
         executable.chmod(executable.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         self.bin_dir = bin_dir
         """The directory put first on ``PATH``."""
-        self._state_path = self.directory / 'state.json'
         self._calls_path = self.directory / 'calls.jsonl'
-        if not self._state_path.exists():
-            self._save({'units': {}, 'held': [], 'fail': {}, 'config_dir': str(self.config_dir)})
         self._saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> FakeSystemd:
@@ -190,6 +118,8 @@ class FakeSystemd:
                 os.environ[key] = value
         self._saved_env.clear()
 
+    # Units --------------------------------------------------------------------------------
+
     def add_unit(
         self,
         name: str,
@@ -197,39 +127,177 @@ class FakeSystemd:
         enabled: str = 'enabled',
         active: bool = True,
         path: str | None = None,
+        wanted_by: Iterable[str] | None = None,
+        also: Iterable[str] = (),
+        alias: Iterable[str] = (),
+        refuse_manual_start: bool = False,
+        refuse_manual_stop: bool = False,
+        triggers: str | None = None,
     ) -> None:
-        """Add a unit.
+        """Add a unit (replacing one of that name, with its links).
 
         Args:
-            name: The full unit name, such as ``myapp.service``.
-            enabled: What ``systemctl is-enabled`` reports (``enabled``,
-                ``disabled``, ``static``, ``masked``).
+            name: The unit name; no suffix means ``.service``.
+            enabled: What ``systemctl is-enabled`` should report: ``enabled``
+                (linked into each ``wanted_by`` target, and ``alias`` names
+                made), ``disabled``, ``static`` (no ``[Install]`` section),
+                ``masked`` or ``linked`` (a ``systemctl link`` to ``path``).
             active: Whether the unit is running.
-            path: The unit file's path; ``/etc/systemd/system/<name>`` by default.
+            path: The unit file's path on the machine; ``/etc/systemd/system/<name>``
+                by default (``/lib/systemd/system/<name>`` for a masked unit).
+                A path outside the unit directories makes a linked unit.
+            wanted_by: ``WantedBy=`` targets; ``multi-user.target`` by default
+                (``sockets.target`` for a socket, ``timers.target`` for a timer).
+            also: ``Also=`` units.
+            alias: ``Alias=`` names.
+            refuse_manual_start: ``RefuseManualStart=yes``.
+            refuse_manual_stop: ``RefuseManualStop=yes``.
+            triggers: For a ``.socket`` or ``.path`` unit, the unit it starts
+                (``Service=``/``Unit=``); by default the ``.service`` of the same name.
+
+        Example::
+
+            systemd.add_unit('myapp.socket')
+            systemd.add_unit('myapp', enabled='static', active=False)
         """
-        state = self._load()
-        state['units'][name] = {
-            'load': 'masked' if enabled == 'masked' else 'loaded',
-            'active': 'active' if active else 'inactive',
-            'enabled': enabled,
-            'path': path or f'/etc/systemd/system/{name}',
-        }
-        self._save(state)
+        name = full_name(name)
+        self.remove_unit(name)
+        suffix = '.' + name.rsplit('.', 1)[1]
+        stem = name.rsplit('.', 1)[0]
+        defaults = {'masked': f'/lib/systemd/system/{name}', 'linked': f'/opt/units/{name}'}
+        machine_path = path or defaults.get(enabled) or f'/etc/systemd/system/{name}'
+        lines = ['[Unit]', f'Description=fake {name}']
+        if refuse_manual_start:
+            lines.append('RefuseManualStart=yes')
+        if refuse_manual_stop:
+            lines.append('RefuseManualStop=yes')
+        body = _BODIES.get(suffix, '[Service]\nExecStart=/bin/sleep infinity\n').format(stem=stem)
+        if triggers and suffix in ('.socket', '.path'):
+            key = 'Service' if suffix == '.socket' else 'Unit'
+            body += f'{key}={full_name(triggers)}\n'
+        text = '\n'.join(lines) + '\n' + body
+        if enabled != 'static':
+            targets = (
+                list(wanted_by)
+                if wanted_by is not None
+                else [_DEFAULT_TARGETS.get(suffix, 'multi-user.target')]
+            )
+            install = ['[Install]', *(f'WantedBy={t}' for t in targets)]
+            install += [f'Also={full_name(a)}' for a in also]
+            install += [f'Alias={full_name(a)}' for a in alias]
+            text += '\n'.join(install) + '\n'
+        file = self.machine.real_path(machine_path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(text)
+        linked = file.parent not in (self.config_dir, self.vendor_dir)
+        if linked or enabled == 'linked':
+            (self.config_dir / name).symlink_to(file)
+        if enabled == 'masked':
+            (self.config_dir / name).symlink_to('/dev/null')
+        unit = self.machine.resolve(name)
+        if enabled == 'enabled':
+            self.machine.enable(unit)
+        with self.machine.state() as state:
+            state['active'][name] = 'active' if active else 'inactive'
+            self.machine.reload(state)
+
+    def remove_unit(self, name: str) -> None:
+        """Remove a unit's file, links and aliases, as a package removal would.
+
+        Drop-ins in :attr:`config_dir` stay, as an administrator's do; a
+        running unit keeps running (systemd keeps it loaded until it stops).
+        """
+        name = full_name(name)
+        unit = self.machine.resolve(name)
+        if unit.load_state != 'not-found':
+            self.machine.disable(unit)
+        for path in (self.config_dir / name, self.vendor_dir / name):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+        if unit.file is not None and unit.file.exists():
+            unit.file.unlink()
+
+    def rename_unit(self, old: str, new: str) -> None:
+        """Stand for a package that renames a unit: ``new`` replaces ``old`` with ``Alias=old``.
+
+        The old unit file goes; the new one is a packaged unit, enabled as the
+        package's maintainer script would (which makes the old name an alias).
+        Its running state is the old unit's.
+        """
+        old, new = full_name(old), full_name(new)
+        old_unit = self.machine.resolve(old)
+        wanted_by = old_unit.values('Install', 'WantedBy') or ['multi-user.target']
+        active = self.machine.is_active(old)
+        self.remove_unit(old)
+        self.add_unit(
+            new,
+            path=f'/lib/systemd/system/{new}',
+            wanted_by=wanted_by,
+            alias=[old],
+            active=active,
+        )
+
+    def add_dropin(self, unit: str, name: str, text: str) -> pathlib.Path:
+        """Write a drop-in ``name`` for ``unit`` in :attr:`config_dir`; takes effect at reload."""
+        path = self.config_dir / f'{full_name(unit)}.d' / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def activate(self, trigger: str) -> None:
+        """Stand for a client that connects to a socket (or a path change): start its service.
+
+        If the service is held, the start is skipped and the trigger fails, as
+        systemd's trigger limit makes it do.
+        """
+        unit = self.machine.resolve(trigger)
+        section = 'Socket' if unit.id.endswith('.socket') else 'Path'
+        key = 'Service' if section == 'Socket' else 'Unit'
+        target = (unit.values(section, key) or [f'{unit.id.rsplit(".", 1)[0]}.service'])[-1]
+        with self.machine.state() as state:
+            if state['active'].get(unit.id) != 'active':
+                return
+            if self.machine.resolve(target).id in state['held']:
+                state['active'][unit.id] = 'failed'
+            else:
+                state['active'][self.machine.resolve(target).id] = 'active'
+
+    def systemctl(self, *args: str) -> str:
+        """Run the stand-in with ``args`` (logged like any call); return its output.
+
+        Raises:
+            AssertionError: it exited non-zero.
+        """
+        code, out, err = self.machine.systemctl(list(args))
+        assert code == 0, f'systemctl {" ".join(args)} exited {code}: {err}'
+        return out
+
+    # Looking ------------------------------------------------------------------------------
 
     def unit(self, name: str) -> dict[str, str]:
         """Return a unit's ``enabled`` and ``active`` states, as systemctl would print them."""
-        u = self._load()['units'][name]
-        return {'enabled': u['enabled'], 'active': u['active']}
+        unit = self.machine.resolve(name)
+        return {
+            'enabled': self.machine.unit_file_state(unit) or 'not-found',
+            'active': self.machine.read_state()['active'].get(unit.id, 'inactive'),
+        }
+
+    def links(self, name: str) -> list[str]:
+        """The unit's enablement links in :attr:`config_dir`, as paths relative to it."""
+        unit = self.machine.resolve(name)
+        names = self.machine.names(unit)
+        top = [p for p in self.config_dir.iterdir() if p.is_symlink() and p.name in names]
+        found = top + self.machine.wants_links(names)
+        return sorted(str(p.relative_to(self.config_dir)) for p in found)
 
     def held(self) -> list[str]:
         """Return the units systemd currently holds down (as of the last daemon-reload)."""
-        return list(self._load()['held'])
+        return list(self.machine.read_state()['held'])
 
     def fail_next(self, command: str, message: str, *, count: int = 1, code: int = 1) -> None:
         """Make the next ``count`` calls of ``command`` fail with ``message``."""
-        state = self._load()
-        state['fail'][command] = {'count': count, 'message': message, 'code': code}
-        self._save(state)
+        with self.machine.state() as state:
+            state['fail'][command] = {'count': count, 'message': message, 'code': code}
 
     @property
     def calls(self) -> list[list[str]]:
@@ -247,9 +315,3 @@ class FakeSystemd:
     def clear_calls(self) -> None:
         """Forget the calls made so far."""
         self._calls_path.unlink(missing_ok=True)
-
-    def _load(self) -> dict[str, Any]:
-        return json.loads(self._state_path.read_text())
-
-    def _save(self, state: dict[str, Any]) -> None:
-        self._state_path.write_text(json.dumps(state, indent=1))

@@ -10,7 +10,8 @@ fixtures import the kit when they are first used, so the plugin costs nothing at
 Fixtures:
 
 - ``fake_snapd``: a started :class:`~charm_upgrade.testing.FakeSnapd`, entered, so that
-  charm-upgrade and charm-refresh talk to it; stopped after the test.
+  charm-upgrade and charm-refresh talk to it; stopped after the test. Attached to
+  ``fake_systemd`` when the test uses both.
 - ``fake_systemd``: a :class:`~charm_upgrade.testing.FakeSystemd` first on ``PATH`` during the
   test, kept under the test's ``tmp_path``.
 - ``rolling_refresh``: a factory with :class:`~charm_upgrade.testing.RollingRefresh`'s
@@ -39,15 +40,18 @@ __all__ = ['fake_snapd', 'fake_systemd', 'rolling_refresh']
 
 
 @pytest.fixture
-def fake_snapd() -> Iterator[FakeSnapd]:
+def fake_snapd(request: pytest.FixtureRequest) -> Iterator[FakeSnapd]:
     """A FakeSnapd, started and entered: snapd for charm-upgrade and charm-refresh.
 
     Add snaps with ``fake_snapd.add_snap(...)``; inject faults with its ``fail_next_refresh``,
-    ``conflict_next`` and the like.
+    ``conflict_next`` and the like. In a test that also uses ``fake_systemd``, the snaps'
+    services are that machine's ``snap.<snap>.<app>.service`` units (see ``FakeSnapd.attach``).
     """
     from ._fake_snapd import FakeSnapd
 
     with FakeSnapd() as snapd:
+        if 'fake_systemd' in request.fixturenames:
+            snapd.attach(request.getfixturevalue('fake_systemd'))
         yield snapd
 
 

@@ -261,8 +261,7 @@ class RollingRefresh(Generic[CharmT]):
                 snapd.start()
                 machine = self.root / f'machine-{number}'
                 systemd = FakeSystemd(machine / 'systemd')
-                for service in services:
-                    systemd.add_unit(f'snap.{snap}.{service}.service')
+                snapd.attach(systemd)  # the snap's services are this machine's units
                 os_release = machine / 'os-release'
                 _write_os_release(os_release, base)
                 harness = RefreshHarness(

@@ -23,8 +23,10 @@ from charm_upgrade.testing._fake_systemd import FakeSystemd
 
 
 @pytest.fixture
-def snapd() -> Iterator[FakeSnapd]:
+def snapd(fake_systemd: FakeSystemd) -> Iterator[FakeSnapd]:
+    # The snap's services are the machine's snap.demo.*.service units, as on a machine.
     with FakeSnapd(change_duration=0.02) as fake:
+        fake.attach(fake_systemd)
         fake.add_snap('demo', services=['web', 'worker', 'cron'])
         fake.set_service_state('demo', 'cron', enabled=False, active=False)
         yield fake

@@ -1,0 +1,144 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""The test kit's FakeSystemd follows systemd 252 where charm-upgrade meets it.
+
+Each expectation here was observed on a real systemd 252 (the integration
+tier's container) before it was written down.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING
+
+from charm_upgrade.snapd import Snapd
+
+if TYPE_CHECKING:
+    from charm_upgrade.testing import FakeSnapd
+    from charm_upgrade.testing._fake_systemd import FakeSystemd
+
+
+def systemctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(['systemctl', *args], capture_output=True, text=True, check=False)
+
+
+def show(*names: str, props: str = 'Id,Names,LoadState,UnitFileState') -> list[dict[str, str]]:
+    out = systemctl('show', f'--property={props}', '--', *names).stdout
+    return [
+        dict(line.split('=', 1) for line in block.splitlines())
+        for block in out.strip().split('\n\n')
+    ]
+
+
+def test_a_short_name_means_the_service(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('web', active=False)
+    assert systemctl('start', 'web').returncode == 0
+    assert fake_systemd.unit('web.service')['active'] == 'active'
+    # A dot does not make a suffix: systemd reads snap.foo.daemon as a service.
+    assert show('snap.foo.daemon', props='Id')[0]['Id'] == 'snap.foo.daemon.service'
+
+
+def test_disable_removes_links_aliases_and_also_units(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('app', also=['app.socket'], alias=['app-alias'])
+    fake_systemd.add_unit('app.socket')
+    fake_systemd.add_unit('linked', enabled='linked', path='/opt/units/linked.service')
+    fake_systemd.systemctl('enable', 'linked.service')
+    assert fake_systemd.links('app.service') == [
+        'app-alias.service',
+        'multi-user.target.wants/app.service',
+    ]
+    assert show('app-alias')[0]['Id'] == 'app.service'
+
+    fake_systemd.systemctl('disable', 'app.service', 'linked.service')
+
+    # Also= disabled the socket too, and the link of a linked unit is gone.
+    assert fake_systemd.unit('app.socket')['enabled'] == 'disabled'
+    assert fake_systemd.links('app.service') == []
+    assert show('linked', 'app-alias') == [
+        {'Id': 'linked.service', 'Names': 'linked.service', 'LoadState': 'not-found',
+         'UnitFileState': ''},
+        {'Id': 'app-alias.service', 'Names': 'app-alias.service', 'LoadState': 'not-found',
+         'UnitFileState': ''},
+    ]  # fmt: skip
+    failed = systemctl('enable', 'linked.service')
+    assert (failed.returncode, failed.stderr) == (
+        1,
+        'Failed to enable unit: Unit file linked.service does not exist.\n',
+    )
+
+
+def test_enable_refuses_an_alias_and_add_wants_enables(fake_systemd: FakeSystemd):
+    fake_systemd.rename_unit('bind9', 'named')
+    assert show('bind9')[0]['Id'] == 'named.service'
+    refused = systemctl('enable', 'bind9.service')
+    assert refused.returncode == 1
+    assert 'Refusing to operate on alias name' in refused.stderr
+
+    fake_systemd.add_unit('helper', enabled='static')
+    fake_systemd.systemctl('add-wants', 'multi-user.target', 'helper.service')
+    assert fake_systemd.unit('helper')['enabled'] == 'enabled'
+
+
+def test_drop_ins_apply_in_file_name_order_at_reload(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('app', active=False)
+    fake_systemd.add_dropin('app', 'zz-hold.conf', '[Unit]\nConditionPathExists=!/\n')
+    assert systemctl('start', 'app').returncode == 0
+    assert fake_systemd.unit('app')['active'] == 'active'  # not reloaded yet
+    fake_systemd.systemctl('stop', 'app')
+    fake_systemd.systemctl('daemon-reload')
+    assert systemctl('start', 'app').returncode == 0  # skipped, and it succeeds
+    assert fake_systemd.unit('app')['active'] == 'inactive'
+    # A later drop-in that resets the conditions undoes the hold.
+    fake_systemd.add_dropin('app', 'zzz-reset.conf', '[Unit]\nConditionPathExists=\n')
+    fake_systemd.systemctl('daemon-reload')
+    assert fake_systemd.held() == []
+    assert show('app', props='DropInPaths')[0]['DropInPaths'].endswith('zzz-reset.conf')
+
+
+def test_start_and_stop_go_on_past_a_unit_they_cannot_handle(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('good', active=False)
+    fake_systemd.add_unit('picky', active=False, refuse_manual_start=True)
+    fake_systemd.add_unit('sticky', refuse_manual_stop=True)
+
+    started = systemctl('start', 'ghost.service', 'picky.service', 'good.service')
+    assert started.returncode == 4
+    assert 'Unit ghost.service not found' in started.stderr
+    assert 'Operation refused, unit picky.service' in started.stderr
+    assert fake_systemd.unit('good')['active'] == 'active'
+    stopped = systemctl('stop', 'sticky.service', 'good.service')
+    assert stopped.returncode == 4
+    assert fake_systemd.unit('good')['active'] == 'inactive'
+    assert fake_systemd.unit('sticky')['active'] == 'active'
+    templated = systemctl('show', 'good.service', 'foo@.service')
+    assert templated.returncode == 1
+    assert templated.stdout == ''
+
+
+def test_a_socket_triggers_its_service_and_fails_when_it_is_held(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('app', active=False)
+    fake_systemd.add_unit('app.socket')
+    assert show('app.service', props='TriggeredBy')[0]['TriggeredBy'] == 'app.socket'
+    fake_systemd.add_dropin('app', '~hold.conf', '[Unit]\nConditionPathExists=!/\n')
+    fake_systemd.systemctl('daemon-reload')
+    fake_systemd.activate('app.socket')
+    assert fake_systemd.unit('app.socket')['active'] == 'failed'
+    assert fake_systemd.unit('app.service')['active'] == 'inactive'
+
+
+def test_fake_snapd_and_fake_systemd_see_one_truth(
+    fake_snapd: FakeSnapd, fake_systemd: FakeSystemd
+):
+    # Both fixtures in one test: the fake snapd keeps its services on this machine.
+    fake_snapd.add_snap('foo', services=['daemon'])
+    unit = 'snap.foo.daemon.service'
+    assert fake_systemd.unit(unit) == {'enabled': 'enabled', 'active': 'active'}
+
+    fake_systemd.systemctl('stop', unit)  # charmhelpers' service_stop, say
+    assert fake_snapd.service_state('foo') == {'daemon': (True, False)}
+
+    fake_systemd.add_dropin(unit, '~hold.conf', '[Unit]\nConditionPathExists=!/\n')
+    fake_systemd.systemctl('daemon-reload')
+    client = Snapd()
+    client.wait_done(client.start(['foo.daemon'], enable=False))
+    # systemd skips a held unit, whoever asks: snapd's start is no exception.
+    assert fake_snapd.service_state('foo') == {'daemon': (True, False)}
