@@ -297,19 +297,28 @@ def build_timeline(records: list[JournalRecord]) -> list[TimelineEntry]:
 def format_timeline(entries: list[TimelineEntry]) -> str:
     """Return the timeline as a text table: start, stage, duration, result.
 
-    A failed stage's error follows its result.
+    One row per stage: a stage that acts on one group of services names it
+    (``services-down systemd:myapp.service``), and a failed stage's error
+    follows its result on the same row, its lines joined with a slash.
     """
     rows = [('START (UTC)', 'STAGE', 'DURATION', 'RESULT')]
     for entry in entries:
         start = (entry.start or '?').replace('T', ' ').rstrip('Z')[:23]
         took = '-' if entry.duration is None else f'{entry.duration:.3f} s'
-        result = entry.result + (f': {entry.error}' if entry.error else '')
-        rows.append((start, entry.stage, took, result))
+        result = entry.result + (f': {_one_line(entry.error)}' if entry.error else '')
+        group = entry.details.get('group')
+        stage = f'{entry.stage} {group}' if isinstance(group, str) and group else entry.stage
+        rows.append((start, stage, took, result))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return '\n'.join(
         f'{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}'
         for row in rows
     )
+
+
+def _one_line(text: str) -> str:
+    # snapd's change errors span lines ("cannot perform the following tasks:\n- ...").
+    return ' / '.join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _start_of(ts: str | None, duration: float | None) -> str | None:

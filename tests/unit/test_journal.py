@@ -233,3 +233,29 @@ def test_an_unreadable_journal_is_reported_and_the_rotated_file_still_read(
 
     assert read.unreadable == [f'cannot read {path}: Permission denied']
     assert read.records and all(r['stage'] == 's' for r in read.records)
+
+
+def test_format_timeline_keeps_one_row_per_stage_and_names_the_group(tmp_path: pathlib.Path):
+    from charm_upgrade._journal import format_timeline
+
+    journal = Journal(tmp_path / 'j.jsonl')
+    for group in ('systemd:web.service,cron.service', 'snap:myapp'):
+        with journal.stage('services-up', group=group, services=['x']):
+            pass
+    journal.write(
+        'snap-refresh',
+        'failed',
+        duration=1.0,
+        error='ChangeFailed: cannot perform the following tasks:\n'
+        '- Run post-refresh hook of "myapp" snap if present (exit status 1)\n',
+    )
+
+    rows = format_timeline(journal.timeline()).splitlines()
+
+    assert len(rows) == 4
+    assert rows[1].split()[2:4] == ['services-up', 'systemd:web.service,cron.service']
+    assert rows[2].split()[2:4] == ['services-up', 'snap:myapp']
+    assert rows[3].endswith(
+        'failed: ChangeFailed: cannot perform the following tasks: / '
+        '- Run post-refresh hook of "myapp" snap if present (exit status 1)'
+    )
