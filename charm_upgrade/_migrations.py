@@ -300,10 +300,22 @@ class Migrations:
         record = self._read(record)
         return sorted(record.applied, key=lambda i: (_number(i), i))
 
-    def unknown_applied(self, *, record: MigrationsRecord | None = None) -> list[str]:
-        """Return applied ids that this code does not know: the data is newer than the code."""
+    def unknown_applied(
+        self, kind: MigrationKind | None = None, *, record: MigrationsRecord | None = None
+    ) -> list[str]:
+        """Return applied ids that this code does not know: the data is newer than the code.
+
+        Args:
+            kind: Only those recorded as of this kind; every kind if None.
+            record: The record as :meth:`read_state` returned it; read if None.
+        """
+        record = self._read(record)
         known = {m.id for m in self._migrations}
-        return [i for i in self.applied(record=record) if i not in known]
+        return [
+            i
+            for i in self.applied(record=record)
+            if i not in known and (kind is None or record.applied[i].kind == kind)
+        ]
 
     def pending(
         self, kind: MigrationKind, *, record: MigrationsRecord | None = None
@@ -335,17 +347,24 @@ class Migrations:
         """The last failure, while it stands, or None."""
         return self.read_state().failed
 
-    def blocked_message(self, *, record: MigrationsRecord | None = None) -> str | None:
-        """Say why migrations cannot go on, for a blocked status; None if nothing stops them."""
+    def blocked_message(
+        self, kind: MigrationKind | None = None, *, record: MigrationsRecord | None = None
+    ) -> str | None:
+        """Say why migrations cannot go on, for a blocked status; None if nothing stops them.
+
+        Args:
+            kind: Only what stops migrations of this kind; every kind if None.
+            record: The record as :meth:`read_state` returned it; read if None.
+        """
         record = self._read(record)
-        unknown = self.unknown_applied(record=record)
+        unknown = self.unknown_applied(kind, record=record)
         if unknown:
             return (
                 f'Migration {unknown[-1]} applied here is unknown to this charm revision; '
                 'refresh to the revision that has it'
             )
         failure = record.failed
-        if failure is not None:
+        if failure is not None and (kind is None or failure.kind == kind):
             return f'Migration {failure.id} failed ({failure.error}); see upgrade-journal'
         return None
 
@@ -440,13 +459,17 @@ class Migrations:
     ) -> None:
         """Raise if a run of ``kind`` must be refused; touch nothing.
 
+        Only migrations of ``kind`` are checked: a series upgrade is not held
+        by a refresh migration the code no longer knows, nor the reverse.
+
         Raises:
-            MigrationError: applied ids unknown to the code, or a refresh to
-                ``target_revision`` would have to undo a migration without ``down``.
+            MigrationError: applied ids of ``kind`` unknown to the code, or a
+                refresh to ``target_revision`` would have to undo a migration
+                without ``down``.
             StateFileError: the record is damaged or lost (see :meth:`read_state`).
         """
         record = self._read(record)
-        unknown = self.unknown_applied(record=record)
+        unknown = self.unknown_applied(kind, record=record)
         if unknown:
             raise MigrationError(
                 f'migrations {", ".join(unknown)} are applied on this unit but unknown to this '

@@ -282,21 +282,23 @@ def test_an_idempotent_migration_converges_after_a_crash(state_dir: pathlib.Path
 # Data newer than code ------------------------------------------------------------
 
 
-def test_applied_ids_unknown_to_the_code_refuse_every_run(state_dir: pathlib.Path):
+def test_applied_ids_unknown_to_the_code_refuse_runs_of_their_kind(state_dir: pathlib.Path):
     log: Log = []
     Migrations([mig('1', log), mig('2-new', log)]).run(SERIES, old='a', new='b')
     old_code = Migrations([mig('1', log), mig('3', log, kind=REFRESH)])
 
-    for kind in (SERIES, REFRESH):
-        with pytest.raises(
-            MigrationError, match=r'2-new are applied .* unknown to this charm code'
-        ):
-            old_code.run(kind, old='a', new='b')
+    with pytest.raises(MigrationError, match=r'2-new are applied .* unknown to this charm code'):
+        old_code.run(SERIES, old='a', new='b')
     assert len(log) == 2
-    assert old_code.blocked_message() == (
+    # A series migration the code does not know does not hold a refresh.
+    assert old_code.run(REFRESH, old='1', new='2') == ['3']
+    blocked = (
         'Migration 2-new applied here is unknown to this charm revision; '
         'refresh to the revision that has it'
     )
+    assert old_code.blocked_message() == blocked
+    assert old_code.blocked_message(SERIES) == blocked
+    assert old_code.blocked_message(REFRESH) is None
 
 
 # Fresh install ----------------------------------------------------------------------
