@@ -61,7 +61,8 @@ if TYPE_CHECKING:
     from ._refresh import CharmSpecificMachines
     from ._series import SeriesUpgrade
     from ._series_flow import SeriesUpgradeFlow, Step
-    from ._services import Services, SnapServices, SystemdServices
+    from ._services import Services, SnapServices
+    from ._systemd_services import SystemdServices
 
 __all__ = [
     'ChangeConflict',
@@ -114,7 +115,7 @@ _LAZY = {
     'Services': '_services',
     'SnapServices': '_services',
     'Step': '_series_flow',
-    'SystemdServices': '_services',
+    'SystemdServices': '_systemd_services',
     'TimelineEntry': '_journal',
 }
 

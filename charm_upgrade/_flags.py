@@ -5,9 +5,12 @@
 ``upgrade.series.in-progress`` is set by charms.reactive during
 ``pre-series-upgrade`` and cleared during ``post-series-upgrade``; the ops
 adapter keeps the same flag in the unit's stored state. The two other flags
-are the charm's own: ``started`` says the application's services have been
-started (so there is something to take down), ``disabled`` says this library
-took them down and has not yet brought them back.
+say what the library reads and sets: ``started`` says the application's
+services have been started (so there is something to take down; the charm
+sets it, unless it gives the flow another started condition), ``disabled``
+says this library took them down and has not yet brought them back (only the
+library sets it, with its record's token as the value where the store keeps
+values, so that a flag someone else set is never taken for its own).
 """
 
 from __future__ import annotations
@@ -38,10 +41,14 @@ class FlagStore(Protocol):
         """Tell whether ``flag`` is set."""
         ...
 
-    def set(self, flag: str) -> None:
-        """Set ``flag``; setting a set flag does nothing."""
+    def set(self, flag: str, value: str | None = None) -> None:
+        """Set ``flag``, with ``value`` if the store keeps values; a set flag takes the value."""
         ...
 
     def clear(self, flag: str) -> None:
         """Clear ``flag``; clearing a clear flag does nothing."""
+        ...
+
+    def value(self, flag: str) -> str | None:
+        """Return the value ``flag`` was set with, or None (unset, or set without one)."""
         ...

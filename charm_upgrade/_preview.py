@@ -50,6 +50,8 @@ class Preview:
         pending_migrations: Ids of the migrations that would run.
         disruption: What the workload would go through, in words.
         before_state: The recorded before-state of the current upgrade, if any.
+        callbacks: The charm's callbacks the step would call, in order, as
+            ``kind: name`` (``before_take_down: drain``).
     """
 
     step: str
@@ -62,6 +64,7 @@ class Preview:
     pending_migrations: tuple[str, ...] = ()
     disruption: str = 'none'
     before_state: dict[str, Any] | None = None
+    callbacks: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the preview as JSON-serialisable data (for action results)."""
@@ -81,6 +84,8 @@ class Preview:
             lines.append(f'  {service.name} ({state}): {service.action}')
         if self.pending_migrations:
             lines.append('migrations: ' + ', '.join(self.pending_migrations))
+        if self.callbacks:
+            lines.append('callbacks: ' + ', '.join(self.callbacks))
         lines.append(f'disruption: {self.disruption}')
         if self.before_state:
             lines.append('before: ' + _before_line(self.before_state))

@@ -218,10 +218,17 @@ class SeriesRecord:
             migrations (so that a retried complete does not run them again).
         completed_at: When complete finished.
         assumed: The record was lost and complete assumed every service
-            enabled and running.
+            enabled and running (earlier versions did; this one brings back
+            only what a record says was taken down).
         migrations_record: ``migrations.json`` existed when this was written:
             if it is missing later, it was lost, and the migrations must not
             all run again.
+        token: A random token of this prepare, also the value of the
+            library's *disabled* flag: it tells the flag the library set from
+            one someone else set.
+        migrate_error: What the charm's ``migrate`` callback raised the last
+            time, while that stands (it holds the services down).
+        skipped: What complete could not bring back as recorded, and why.
         extra: Keys a newer version wrote, kept as they are.
     """
 
@@ -229,8 +236,8 @@ class SeriesRecord:
     ADVICE: ClassVar[str] = (
         'if you know which services were enabled and running before the upgrade, fix it by '
         'hand (each group\'s "units" or "services" as prepare recorded them); removing it makes '
-        "complete bring every listed service back enabled and running, and run the charm's "
-        'migrate callback again'
+        'complete bring nothing back (the services stay held down until you release them by '
+        'hand) and leave the disabled flag set'
     )
 
     phase: Phase
@@ -242,6 +249,9 @@ class SeriesRecord:
     completed_at: str | None = None
     assumed: bool = False
     migrations_record: bool = False
+    token: str | None = None
+    migrate_error: str | None = None
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict[str, str])
     extra: dict[str, Any] = dataclasses.field(default_factory=dict[str, Any])
 
     @classmethod
@@ -262,6 +272,9 @@ class SeriesRecord:
             completed_at=reader.optional_text(data, 'completed_at', ''),
             assumed=reader.flag(data, 'assumed', '', required=False),
             migrations_record=reader.flag(data, 'migrations_record', '', required=False),
+            token=reader.optional_text(data, 'token', ''),
+            migrate_error=reader.optional_text(data, 'migrate_error', ''),
+            skipped=_texts(reader, data.get('skipped', {}), 'skipped'),
             extra=reader.unknown_keys(data, cls),
         )
 
@@ -281,7 +294,20 @@ class SeriesRecord:
             document['completed_at'] = self.completed_at
         if self.assumed:
             document['assumed'] = True
+        if self.token is not None:
+            document['token'] = self.token
+        if self.migrate_error is not None:
+            document['migrate_error'] = self.migrate_error
+        if self.skipped:
+            document['skipped'] = self.skipped
         return {**self.extra, **document}
+
+
+def _texts(reader: ShapeReader, value: object, where: str) -> dict[str, str]:
+    texts = reader.mapping(value, where)
+    for key in texts:
+        reader.text(texts, key, where)
+    return cast('dict[str, str]', texts)
 
 
 def _service_groups(reader: ShapeReader, value: object) -> dict[str, dict[str, Any]]:

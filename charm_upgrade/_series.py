@@ -5,25 +5,26 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 import ops
 
-from . import _bases
+from . import _bases, _series_status
 from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from ._ops_status import reporter_for
-from ._series_flow import SeriesUpgradeFlow, migration_hold_message, status_message
-from ._status import StatusIntent, workload_held
+from ._series_flow import SeriesUpgradeFlow
+from ._status import workload_held
 from .errors import MigrationError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, MutableSequence, Sequence
+    from collections.abc import MutableMapping, MutableSequence, Sequence
 
     from ._journal import Journal
     from ._migrations import Migrations
     from ._preview import Preview
+    from ._series_flow import Callback, MigrateCallback, Started
     from ._services import Services
+    from ._status import StatusIntent
 
 __all__ = ['SeriesUpgrade']
 
@@ -41,16 +42,28 @@ class _StoredFlags:
         # An ops StoredList: every change is committed with the hook.
         return self._stored.flags
 
+    @property
+    def _values(self) -> MutableMapping[str, str]:
+        return self._stored.values
+
     def is_set(self, flag: str) -> bool:
         return flag in self._flags
 
-    def set(self, flag: str) -> None:
+    def set(self, flag: str, value: str | None = None) -> None:
         if flag not in self._flags:
             self._flags.append(flag)
+        if value is not None:
+            self._values[flag] = value
+        else:
+            self._values.pop(flag, None)
 
     def clear(self, flag: str) -> None:
         if flag in self._flags:
             self._flags.remove(flag)
+        self._values.pop(flag, None)
+
+    def value(self, flag: str) -> str | None:
+        return self._values.get(flag) if flag in self._flags else None
 
 
 class SeriesUpgrade(ops.Object):
@@ -63,21 +76,31 @@ class SeriesUpgrade(ops.Object):
     shows a blocked status that names the command that finishes the upgrade.
     After ``complete``, the ``post-series-upgrade`` hook calls ``migrate``,
     runs the pending series ``migrations`` and restores every service to its
-    recorded state. If a migration fails, the services stay down, the unit
-    shows a blocked status that names the migration, and every later hook
-    tries it again.
+    recorded state. If ``migrate`` or a migration fails, the services stay
+    down, the unit shows a blocked status that names it, and every later hook
+    tries it again. A service that cannot come back (the OS upgrade removed
+    it, say) never keeps the others down: the status names it.
 
-    The flags live in the unit's stored state. The application counts as
-    *started* (there is something to take down) from the first ``start`` or
-    ``upgrade-charm`` event this object sees, or from :meth:`mark_started`.
-    The flow also runs at the end of every other event, so a step that failed
-    converges on the next hook, and an unrelated hook during the upgrade
-    touches no service.
+    The flags live in the unit's stored state. By default the application
+    counts as *started* (there is something to take down) from the first
+    ``start`` or ``upgrade-charm`` event this object sees, or from
+    :meth:`mark_started`. The flow also runs at the end of every other event,
+    so a step that failed converges on the next hook, and an unrelated hook
+    during the upgrade touches no service.
 
     Args:
         charm: The charm.
         services: A group of services, or a sequence of groups, taken down in
             that order and brought back in reverse.
+        started: Whether there is something to take down: the name of a flag
+            in this object's stored state (``charm.application.started`` by
+            default, set as described above), a callable that returns a bool
+            (asked at prepare), or None to take down whatever runs at prepare.
+        before_take_down: Called at prepare, after the before-state is
+            recorded and before any service stops: drain the unit.
+        after_bring_back: Called at complete, after the services are back:
+            uncordon, warm caches. Make both callbacks idempotent: they run
+            again when their step is retried.
         migrate: Called as ``migrate(old_base, new_base)`` (``'ubuntu@22.04'``,
             ``'ubuntu@24.04'``) after the upgrade and before the services come
             back; ``new_base`` is the base the machine runs then, and if it
@@ -87,7 +110,6 @@ class SeriesUpgrade(ops.Object):
         migrations: The charm's :class:`~charm_upgrade.Migrations`; its series
             migrations run after ``migrate``. The ``install`` event records
             every known migration as applied (a fresh unit has nothing to migrate).
-        started_flag: The name of the flag that says the services were started.
         disabled_flag: The name of the flag that says the services are down.
         journal: Where stages are journaled; by default the unit's journal.
         key: The ops object key, unique within the charm.
@@ -112,22 +134,26 @@ class SeriesUpgrade(ops.Object):
         charm: ops.CharmBase,
         *,
         services: Services | Sequence[Services],
-        migrate: Callable[[str, str], None] | None = None,
+        started: Started = APPLICATION_STARTED,
+        before_take_down: Callback | None = None,
+        after_bring_back: Callback | None = None,
+        migrate: MigrateCallback | None = None,
         migrations: Migrations | None = None,
-        started_flag: str = APPLICATION_STARTED,
         disabled_flag: str = APPLICATION_DISABLED,
         journal: Journal | None = None,
         key: str = 'series-upgrade',
     ):
         super().__init__(charm, key)
         self._charm = charm
-        self._stored.set_default(flags=[])
+        self._stored.set_default(flags=[], values={})
         self._flow = SeriesUpgradeFlow(
             services,
             flags=_StoredFlags(self._stored),
+            started=started,
+            before_take_down=before_take_down,
+            after_bring_back=after_bring_back,
             migrate=migrate,
             migrations=migrations,
-            started_flag=started_flag,
             disabled_flag=disabled_flag,
             journal=journal,
         )
@@ -150,7 +176,7 @@ class SeriesUpgrade(ops.Object):
     @property
     def services_disabled(self) -> bool:
         """Whether the services are held down by this library now."""
-        return self._flow.flags.is_set(self._flow.disabled_flag)
+        return self._flow.services_held()
 
     @property
     def workload_held(self) -> bool:
@@ -167,19 +193,16 @@ class SeriesUpgrade(ops.Object):
         """The unit status the series upgrade wants shown now, else None.
 
         Blocked while the services are down: with the command that finishes the
-        upgrade, or with the migration that holds them. The library adds it to ops'
-        collect-status itself; a charm that composes its status by hand shows it first.
+        upgrade, or with the migration that holds them; and in the event that
+        completed the upgrade, if a service could not come back, naming it. The
+        library adds it to ops' collect-status itself; a charm that composes its
+        status by hand shows it first.
         """
         intent = self._status_intent()
         return intent.to_ops() if intent is not None else None
 
     def _status_intent(self) -> StatusIntent | None:
-        if not self.services_disabled:
-            return None
-        message = self._migration_message() or status_message(
-            self._charm.model.juju_version.major, os.environ.get('JUJU_MACHINE_ID')
-        )
-        return StatusIntent('blocked', message, 'series')
+        return _series_status.series_intent(self._flow, in_progress=self.in_progress)
 
     def _end_of_event_intent(self) -> StatusIntent | None:
         # ops collects statuses before pre-commit: run the flow's end-of-event step
@@ -198,11 +221,13 @@ class SeriesUpgrade(ops.Object):
     def mark_started(self) -> None:
         """Record that the application's services are started.
 
-        Only started services are taken down at prepare. The ``start`` and
-        ``upgrade-charm`` events mark them started already; call this if the
-        charm starts its services in another event.
+        With the default started condition, only started services are taken
+        down at prepare. The ``start`` and ``upgrade-charm`` events mark them
+        started already; call this if the charm starts its services in another
+        event. With a callable or None as ``started``, this does nothing.
         """
-        self._flow.flags.set(self._flow.started_flag)
+        if isinstance(self._flow.started, str):
+            self._flow.flags.set(self._flow.started)
 
     def _on_install(self, _: ops.EventBase) -> None:
         migrations = self._flow.migrations
@@ -222,7 +247,7 @@ class SeriesUpgrade(ops.Object):
 
     def _on_pre_commit(self, _: ops.EventBase) -> None:
         # Level-triggered, like charms.reactive's handlers: the flags decide.
-        # On an unrelated hook this reads three flags and does nothing.
+        # On an unrelated hook this reads a few flags and does nothing.
         self._reconcile()
 
     def _reconcile(self, *, target_base: str | None = None) -> None:
@@ -237,8 +262,3 @@ class SeriesUpgrade(ops.Object):
             # migration failed. The services stay down, the status names the
             # migration, and the flow tries it again at the end of every hook.
             logger.error('Series upgrade held: %s', e)
-
-    def _migration_message(self) -> str | None:
-        if self.in_progress:
-            return None
-        return migration_hold_message(self._flow.migrations)

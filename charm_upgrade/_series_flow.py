@@ -3,13 +3,22 @@
 """The series-upgrade flow, free of ops and charms.reactive.
 
 The flow is level-triggered, like the handlers charms.reactive documents: on
-every call it looks at three flags and does what they call for, or nothing.
+every call it looks at the flags (and, when they call for a bring-back, at its
+record) and does what they call for, or nothing.
 
-- *started*, *in progress* and not *disabled*: record the before-state, take
-  the services down, set *disabled*;
-- *disabled* and no longer *in progress*: run the charm's ``migrate``
-  callback, then its pending series migrations (:mod:`charm_upgrade._migrations`),
-  bring the services back, clear *disabled*.
+- *in progress*, the application *started* and not *disabled*: record the
+  before-state, call ``before_take_down``, take the services down, set
+  *disabled*;
+- *disabled*, no longer *in progress*, and a record of this library's
+  prepare: run the charm's ``migrate`` callback, then its pending series
+  migrations (:mod:`charm_upgrade._migrations`), bring the services back,
+  call ``after_bring_back``, clear *disabled*.
+
+*disabled* belongs to the library: it is set only once the record is on
+disk, with the record's token as its value where the flag store keeps
+values, and a *disabled* flag that no prepare of this library explains (set
+by something else, such as a charm's pause) brings nothing back and is left
+alone.
 
 Every step can be re-run after a failure at any point and converges. The
 before-state (:class:`~charm_upgrade._records.SeriesRecord`) is written
@@ -17,7 +26,8 @@ atomically to the unit's state directory before the first service is touched,
 and a retried prepare reuses it, so a half-stopped system is never recorded as
 "before". The migration is recorded as done once it succeeds, so a retried
 complete does not run it twice, and a complete that finds the record
-completed (a hook that failed after it, another process) touches nothing.
+completed (a hook that failed after it, another process) touches nothing. The
+callbacks run again with the step they belong to when it is retried.
 
 Each step holds the unit's state lock (:mod:`charm_upgrade._lock`) and reads
 each record once: a second process waits for the first one's step, then sees
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +48,8 @@ from ._journal import Journal
 from ._migrations import SERIES, STATE_NAME
 from ._preview import Preview, ServicePreview
 from ._records import SeriesRecord
-from ._services import Services, group_from_record
-from .errors import ServiceError
+from ._services import BringBackResult, Services, group_from_record
+from .errors import MigrationError, ServiceError
 
 if TYPE_CHECKING:
     import pathlib
@@ -49,11 +60,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     'RECORD_NAME',
+    'Callback',
     'MigrateCallback',
     'SeriesUpgradeFlow',
+    'Started',
     'Step',
     'as_service_groups',
-    'status_message',
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,11 +73,14 @@ logger = logging.getLogger(__name__)
 RECORD_NAME = SeriesRecord.NAME
 """File name of the before-state record in the unit's state directory."""
 
-# How the blocked status of a series upgrade held by a migration ends, in both adapters.
-MIGRATION_HOLD_SUFFIX = '; services stay down'
-
 MigrateCallback = Callable[[str, str], None]
 """A charm's migration: called as ``migrate(old_base, new_base)`` before the services return."""
+
+Callback = Callable[[], None]
+"""A charm's callback around the hold: ``before_take_down()``, ``after_bring_back()``."""
+
+Started = str | Callable[[], bool] | None
+"""Whether there is something to take down: a flag's name, a callable, or None (always)."""
 
 
 class Step(enum.Enum):
@@ -109,22 +124,32 @@ class SeriesUpgradeFlow:
 
     Adapters (:class:`charm_upgrade.SeriesUpgrade` for ops,
     :func:`charm_upgrade.reactive.register_series_upgrade_handlers`) build one
-    per hook and call :meth:`run`.
+    and call :meth:`run` in every hook.
 
     Args:
         services: The groups of services, taken down in this order and
             brought back in reverse order.
         flags: Where the flags are read and set.
+        started: Whether the application's services were started (there is
+            something to take down): the name of a flag, a callable that
+            returns a bool (asked only at prepare), or None to take down at
+            every prepare whatever runs (what was stopped stays stopped).
+        before_take_down: Called at prepare after the before-state is
+            recorded and before any service is touched: drain the unit.
+        after_bring_back: Called at complete after the services are back:
+            uncordon, warm caches.
         migrate: Called as ``migrate(old_base, new_base)`` after the upgrade
             completes and before the services come back; ``new_base`` is the
             base the machine runs then. Not called, and no series migration
-            runs, if the machine still runs ``old_base``.
+            runs, if the machine still runs ``old_base``. If it raises, the
+            services stay down and it runs again at the next run, as a
+            failed series migration does.
         migrations: The charm's migrations; the pending series ones run after
             ``migrate``, in id order, before the services come back. A
             failure raises :class:`~charm_upgrade.MigrationError` and the
             services stay down until a later run succeeds.
-        started_flag: The flag that says the application's services were started.
-        disabled_flag: The flag that says the services are held down.
+        disabled_flag: The flag that says the services are held down by this
+            library; no other code may set it.
         journal: Where stages are journaled; by default the unit's journal.
         record_path: Where the before-state is recorded; by default
             ``series-upgrade.json`` in the unit's state directory.
@@ -135,21 +160,27 @@ class SeriesUpgradeFlow:
         services: Services | Sequence[Services],
         *,
         flags: FlagStore,
-        migrate: Callable[[str, str], None] | None = None,
+        started: Started = APPLICATION_STARTED,
+        before_take_down: Callback | None = None,
+        after_bring_back: Callback | None = None,
+        migrate: MigrateCallback | None = None,
         migrations: Migrations | None = None,
-        started_flag: str = APPLICATION_STARTED,
         disabled_flag: str = APPLICATION_DISABLED,
         journal: Journal | None = None,
         record_path: pathlib.Path | None = None,
     ):
         self.services = as_service_groups(services)
         self.flags = flags
+        self.started = started
+        self.before_take_down = before_take_down
+        self.after_bring_back = after_bring_back
         self.migrate = migrate
         self.migrations = migrations
-        self.started_flag = started_flag
         self.disabled_flag = disabled_flag
         self.journal = journal or Journal()
         self._record_path = record_path
+        self.last_result: BringBackResult | None = None
+        """What the last bring-back of this object did not restore, if it ran."""
 
     @property
     def record_path(self) -> pathlib.Path:
@@ -158,13 +189,27 @@ class SeriesUpgradeFlow:
             self._record_path = _state.state_dir() / RECORD_NAME
         return self._record_path
 
+    # Deciding -------------------------------------------------------------------------------
+
+    def is_started(self) -> bool:
+        """Whether the started condition holds (there is something to take down)."""
+        if self.started is None:
+            return True
+        if isinstance(self.started, str):
+            return self.flags.is_set(self.started)
+        return bool(self.started())
+
+    def services_held(self) -> bool:
+        """Whether this library holds the services down now (its flag, its record)."""
+        return self.flags.is_set(self.disabled_flag) and _is_prepared(self.read_record())
+
     def next_step(self) -> Step:
         """Return what :meth:`run` would do now, without doing it."""
         in_progress = self.flags.is_set(UPGRADE_SERIES_IN_PROGRESS)
         disabled = self.flags.is_set(self.disabled_flag)
-        if in_progress and not disabled and self.flags.is_set(self.started_flag):
+        if in_progress and not disabled and self.is_started():
             return Step.TOOK_DOWN
-        if disabled and not in_progress:
+        if disabled and not in_progress and _is_prepared(self.read_record()):
             return Step.BROUGHT_BACK
         return Step.NOTHING
 
@@ -176,28 +221,37 @@ class SeriesUpgradeFlow:
                 said (``JUJU_TARGET_BASE``); recorded at prepare.
 
         Raises:
-            ServiceError: a service is missing or the record does not match.
+            ServiceError: a service is missing, cannot be held, or the record
+                does not match.
             SystemdError: ``systemctl`` failed.
             SnapdError: snapd failed.
-            MigrationError: a series migration failed or was refused; the
-                services stay down and the next run tries again.
+            MigrationError: ``migrate`` or a series migration failed or was
+                refused; the services stay down and the next run tries again.
             StateFileError: a record is damaged, lost, or cannot be written.
             StateLockTimeout: another process kept the unit's state locked;
                 nothing was done.
-            Exception: whatever the charm's ``migrate`` raised.
+            Exception: whatever ``before_take_down`` or ``after_bring_back`` raised.
         """
-        step = self.next_step()
-        if step is Step.NOTHING:
-            return step
-        name = 'series-prepare' if step is Step.TOOK_DOWN else 'series-complete'
-        with _lock.unit_lock(self.record_path.parent, step=name):
-            if step is Step.TOOK_DOWN:
-                self._take_down(target_base)
-                self.flags.set(self.disabled_flag)
-            else:
-                self._bring_back()
+        in_progress = self.flags.is_set(UPGRADE_SERIES_IN_PROGRESS)
+        disabled = self.flags.is_set(self.disabled_flag)
+        if in_progress and not disabled and self.is_started():
+            with _lock.unit_lock(self.record_path.parent, step='series-prepare'):
+                self.flags.set(self.disabled_flag, self._take_down(target_base))
+            return Step.TOOK_DOWN
+        if not disabled or in_progress:
+            return Step.NOTHING
+        # The record decides, read once under the lock: another process may
+        # have completed the upgrade while this one waited for it.
+        with _lock.unit_lock(self.record_path.parent, step='series-complete'):
+            record = self.read_record()
+            if _is_prepared(record):
+                assert record is not None
+                self._bring_back(record)
                 self.flags.clear(self.disabled_flag)
-        return step
+                return Step.BROUGHT_BACK
+            if self._is_own_completed_flag(record):
+                self.flags.clear(self.disabled_flag)
+        return Step.NOTHING
 
     def read_record(self) -> SeriesRecord | None:
         """Return the before-state record of the current or last upgrade, if any.
@@ -206,6 +260,13 @@ class SeriesUpgradeFlow:
             StateFileError: the record exists and is not exactly its shape.
         """
         return _records.load(self.record_path, SeriesRecord)
+
+    def migrate_failure(self) -> str | None:
+        """What the ``migrate`` callback raised the last time, while that stands."""
+        record = self.read_record()
+        return record.migrate_error if record is not None else None
+
+    # Preview --------------------------------------------------------------------------------
 
     def preview(self, *, target_base: str | None = None) -> Preview:
         """Say what the next step would do, with no side effect.
@@ -217,32 +278,30 @@ class SeriesUpgradeFlow:
             target_base: The base the operator means to upgrade to, if known.
 
         Raises:
-            ServiceError: a service does not exist.
+            ServiceError: a service does not exist or cannot be held.
             SystemdError: ``systemctl`` failed.
             SnapdError: snapd failed.
         """
         current = _bases.current_base()
-        if self.flags.is_set(self.disabled_flag):
-            record = self.read_record()
-            states = record.services if record is not None else {}
+        record = self.read_record() if self.flags.is_set(self.disabled_flag) else None
+        if record is not None and record.phase == 'prepared':
             rows = [
                 ServicePreview(name, enabled, running, _up_action(enabled, running))
-                for group in self.services
-                for name, enabled, running in _rows(states.get(group.key, {}))
+                for state in record.services.values()
+                for name, enabled, running in _rows(state)
             ]
-            target = (record.target_base if record is not None else None) or current
-            migrated = record is not None and record.migrated
             return Preview(
                 step='series-complete',
                 summary='bring the services back as they were before the upgrade',
                 services=tuple(rows),
                 current_base=current,
-                target_base=target,
-                pending_migrations=() if migrated else self._pending_migrations(),
+                target_base=record.target_base or current,
+                pending_migrations=() if record.migrated else self._pending_migrations(),
                 disruption='services start again after the migration',
-                before_state=record.to_json() if record is not None else None,
+                before_state=record.to_json(),
+                callbacks=_callbacks(after_bring_back=self.after_bring_back),
             )
-        if not self.flags.is_set(self.started_flag):
+        if not self.is_started():
             return Preview(
                 step='series-prepare',
                 summary='the services were never started: prepare leaves them alone',
@@ -262,11 +321,14 @@ class SeriesUpgradeFlow:
             target_base=target_base,
             pending_migrations=self._pending_migrations(),
             disruption='every service listed is down from prepare until complete, across reboots',
+            callbacks=_callbacks(
+                before_take_down=self.before_take_down, after_bring_back=self.after_bring_back
+            ),
         )
 
-    # Steps -----------------------------------------------------------------
+    # Steps ----------------------------------------------------------------------------------
 
-    def _take_down(self, target_base: str | None) -> None:
+    def _take_down(self, target_base: str | None) -> str | None:
         with self.journal.stage('series-prepare', target_base=target_base) as stage:
             record = self.read_record()
             if record is None or record.phase == 'completed':
@@ -275,34 +337,68 @@ class SeriesUpgradeFlow:
                 record.target_base = target_base
                 _records.save(self.record_path, record)
             stage.details['before'] = record.services
+            if self.before_take_down is not None:
+                with self.journal.stage('before-take-down', callback=_name(self.before_take_down)):
+                    self.before_take_down()
             for group in self.services:
                 before = self._before_of(record, group)
-                with self.journal.stage('services-down', services=group.names):
+                with self.journal.stage('services-down', group=group.key, services=group.names):
                     group.take_down(before)
+            return record.token
 
-    def _bring_back(self) -> None:
+    def _bring_back(self, record: SeriesRecord) -> None:
+        self.last_result = BringBackResult()
         with self.journal.stage('series-complete') as stage:
-            record = self.read_record()
-            if record is not None and record.phase == 'completed':
-                # Done already: by another process while this one waited for
-                # the lock, or by a hook that failed after it (its flags were
-                # not committed). Nothing is run twice.
-                logger.info('The series upgrade was completed at %s already', record.completed_at)
-                stage.details['completed_already'] = record.completed_at
-                return
-            if record is None:
-                record = self._assumed_record()
             if not record.migrated:
                 self._migrate(record, stage.details)
-            for group in reversed(self.services):
-                before = self._before_of(record, group)
-                with self.journal.stage('services-up', services=group.names):
-                    group.bring_back(before)
-            self._bring_back_unlisted(record)
+            listed = {group.key: group for group in self.services}
+            # Only what the record says was taken down: in the listed order
+            # reversed, then groups the charm no longer lists.
+            groups = [g for g in reversed(self.services) if g.key in record.services]
+            for key, state in record.services.items():
+                if key not in listed:
+                    group = group_from_record(state)
+                    if group is None:
+                        logger.warning('Cannot bring back %s: its record is not understood', key)
+                        continue
+                    groups.append(group)
+            for group in groups:
+                with self.journal.stage(
+                    'services-up',
+                    group=group.key,
+                    services=group.names,
+                    **({} if group.key in listed else {'unlisted': True}),
+                ) as up:
+                    result = group.bring_back(record.services[group.key]) or BringBackResult()
+                    if result.skipped:
+                        up.details['skipped'] = result.skipped
+                    if result.renamed:
+                        up.details['renamed'] = result.renamed
+                self.last_result.skipped.update(result.skipped)
+                self.last_result.renamed.update(result.renamed)
+            if self.after_bring_back is not None:
+                with self.journal.stage('after-bring-back', callback=_name(self.after_bring_back)):
+                    self.after_bring_back()
             record.phase = 'completed'
             record.completed_at = _clock.utc_now()
+            record.skipped = dict(self.last_result.skipped)
             _records.save(self.record_path, record)
             stage.details['restored'] = record.services
+            if self.last_result.skipped:
+                stage.details['skipped'] = self.last_result.skipped
+
+    def _is_own_completed_flag(self, record: SeriesRecord | None) -> bool:
+        # *disabled* set outside the upgrade with no prepared record: either
+        # this library completed the upgrade and its clear of the flag did not
+        # commit (the hook failed after it, or another process completed it
+        # while this one waited), which the record's token in the flag shows;
+        # or someone else set the flag, and it is theirs to clear.
+        return (
+            record is not None
+            and record.phase == 'completed'
+            and record.token is not None
+            and record.token == self.flags.value(self.disabled_flag)
+        )
 
     def _migrate(self, record: SeriesRecord, details: dict[str, Any]) -> None:
         """Run ``migrate`` and the series migrations to the base the machine runs; record it."""
@@ -330,13 +426,32 @@ class SeriesUpgradeFlow:
                 now_base,
             )
         if self.migrate is not None:
-            with self.journal.stage('series-migrate', old_base=old_base, new_base=new_base):
-                self.migrate(old_base, new_base)
+            self._run_migrate(record, old_base, new_base)
         if self.migrations is not None:
             self._run_migrations(record.old_base, new_base)
         record.migrated = True
         record.migrations_record = self._migrations_path().exists()
         _records.save(self.record_path, record)
+
+    def _run_migrate(self, record: SeriesRecord, old_base: str, new_base: str) -> None:
+        assert self.migrate is not None
+        try:
+            with self.journal.stage('series-migrate', old_base=old_base, new_base=new_base):
+                self.migrate(old_base, new_base)
+        except Exception as e:
+            # Held like a failed series migration: recorded, so the status
+            # names it at every hook until a run succeeds.
+            error = f'{type(e).__name__}: {e}'
+            record.migrate_error = error
+            _records.save(self.record_path, record)
+            raise MigrationError(
+                f'the series migration callback migrate failed ({error}); the services stay '
+                'down, and it runs again at the next hook',
+                migration_id='migrate',
+            ) from e
+        if record.migrate_error is not None:
+            record.migrate_error = None
+            _records.save(self.record_path, record)
 
     def _run_migrations(self, old_base: str | None, new_base: str) -> None:
         assert self.migrations is not None
@@ -361,26 +476,11 @@ class SeriesUpgradeFlow:
             names += self.migrations.describe(SERIES)
         return tuple(names)
 
-    def _bring_back_unlisted(self, record: SeriesRecord) -> None:
-        # Groups taken down at prepare that the charm no longer lists (its
-        # services= changed in an upgrade-charm between prepare and complete):
-        # bring them back from the record rather than leave them held down.
-        listed = {group.key for group in self.services}
-        for key, before in record.services.items():
-            if key in listed:
-                continue
-            group = group_from_record(before)
-            if group is None:
-                logger.warning('Cannot bring back %s: its record is not understood', key)
-                continue
-            with self.journal.stage('services-up', services=group.names, unlisted=True):
-                group.bring_back(before)
-
-    # Record ----------------------------------------------------------------
+    # Record ---------------------------------------------------------------------------------
 
     def _new_record(self, target_base: str | None) -> SeriesRecord:
-        # Read every group before touching any: a missing service fails here,
-        # with nothing stopped and no record written.
+        # Read every group before touching any: a missing service, or one
+        # that cannot be held, fails here, with nothing stopped and no record.
         states = {group.key: group.read_state() for group in self.services}
         record = SeriesRecord(
             phase='prepared',
@@ -389,39 +489,31 @@ class SeriesUpgradeFlow:
             old_base=_bases.current_base(),
             target_base=target_base,
             migrations_record=self._migrations_path().exists(),
+            token=secrets.token_hex(8),
         )
         _records.save(self.record_path, record)
         return record
 
     def _before_of(self, record: SeriesRecord, group: Services) -> dict[str, Any]:
         if group.key not in record.services:
-            # The service list grew after the record was written: record the
-            # new group now, before touching it.
+            # The service list grew after the record was written (a retried
+            # prepare after an upgrade-charm): record the new group now,
+            # before touching it.
             record.services[group.key] = group.read_state()
             _records.save(self.record_path, record)
         return record.services[group.key]
 
-    def _assumed_record(self) -> SeriesRecord:
-        logger.warning(
-            'No before-state record at %s: bringing every service back enabled and running',
-            self.record_path,
-        )
-        return SeriesRecord(
-            phase='prepared',
-            services={group.key: _all_up(group.read_state()) for group in self.services},
-            recorded_at=_clock.utc_now(),
-            assumed=True,
-        )
+
+def _is_prepared(record: SeriesRecord | None) -> bool:
+    return record is not None and record.phase == 'prepared'
 
 
-def _all_up(state: dict[str, Any]) -> dict[str, Any]:
-    for unit in state.get('units', {}).values():
-        unit['is_enabled'] = 'enabled'
-        unit['running'] = True
-    for service in state.get('services', {}).values():
-        service['enabled'] = True
-        service['active'] = True
-    return state
+def _name(callback: Callable[..., object]) -> str:
+    return getattr(callback, '__name__', None) or repr(callback)
+
+
+def _callbacks(**callbacks: Callable[..., object] | None) -> tuple[str, ...]:
+    return tuple(f'{kind}: {_name(cb)}' for kind, cb in callbacks.items() if cb is not None)
 
 
 def _rows(state: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -448,26 +540,3 @@ def _up_action(enabled: str, running: bool) -> str:
         steps.append('enable')
     steps.append('start' if running else 'stays stopped')
     return ', '.join(steps)
-
-
-def status_message(juju_major: int | None, machine: str | None) -> str:
-    """Return the blocked status message shown while the services are down for the upgrade.
-
-    It names the command that finishes the upgrade on this machine: ``juju
-    upgrade-machine <machine> complete``, or ``upgrade-series`` before Juju 3.
-
-    Args:
-        juju_major: Juju's major version, if known (3 is assumed if not).
-        machine: The machine's id (``JUJU_MACHINE_ID``), if known.
-    """
-    command = 'upgrade-series' if juju_major is not None and juju_major < 3 else 'upgrade-machine'
-    return (
-        'Services stopped and disabled for the OS upgrade; when it is done, '
-        f'run `juju {command} {machine or "<machine>"} complete`'
-    )
-
-
-def migration_hold_message(migrations: Migrations | None) -> str | None:
-    """Return the blocked status message while migrations hold the services down, else None."""
-    blocked = None if migrations is None else migrations.blocked_message()
-    return None if blocked is None else blocked + MIGRATION_HOLD_SUFFIX

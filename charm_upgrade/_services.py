@@ -6,12 +6,18 @@ A group first reads its *before-state* (which services were enabled, which
 were running), which the flow records on disk before anything is touched.
 Taking down stops every service and holds it down until the upgrade
 completes; bringing back restores exactly the recorded state: a service the
-operator had disabled stays disabled, a stopped one stays stopped.
+operator had disabled stays disabled, a stopped one stays stopped. What
+cannot come back (the OS upgrade removed it, say) is skipped and reported,
+and never keeps the rest of the group down.
+
+:class:`SnapServices` is here; :class:`~charm_upgrade.SystemdServices` is in
+:mod:`charm_upgrade._systemd_services`.
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -19,16 +25,36 @@ from . import _systemd
 from .errors import ServiceError, SnapNotInstalled
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Mapping
 
     from .snapd import Snapd
 
-__all__ = ['Services', 'SnapServices', 'SystemdServices', 'restore_snap_services']
+__all__ = [
+    'BringBackResult',
+    'Services',
+    'SnapServices',
+    'group_from_record',
+    'restore_snap_services',
+]
 
 logger = logging.getLogger(__name__)
 
 BeforeState = dict[str, Any]
 """The JSON-serialisable record of one group's services before an upgrade."""
+
+
+@dataclasses.dataclass
+class BringBackResult:
+    """What bringing a group back did otherwise than recorded.
+
+    Attributes:
+        skipped: Each service that is not back as recorded -> why, in words
+            (it no longer exists, it is masked, it did not start...).
+        renamed: Each service the OS upgrade renamed -> the name it has now.
+    """
+
+    skipped: dict[str, str] = dataclasses.field(default_factory=dict[str, str])
+    renamed: dict[str, str] = dataclasses.field(default_factory=dict[str, str])
 
 
 class Services(abc.ABC):
@@ -60,116 +86,15 @@ class Services(abc.ABC):
         """
 
     @abc.abstractmethod
-    def bring_back(self, before: Mapping[str, Any]) -> None:
+    def bring_back(self, before: Mapping[str, Any]) -> BringBackResult | None:
         """Release the services and restore the state recorded in ``before``.
 
-        Idempotent: safe to call again after a failure at any point.
+        Idempotent: safe to call again after a failure at any point. A
+        service that cannot come back is skipped, so the others do.
+
+        Returns:
+            What was not restored as recorded, and why (None: everything was).
         """
-
-
-class SystemdServices(Services):
-    """systemd units of the application.
-
-    Taking them down costs at most four ``systemctl`` calls and bringing them
-    back three, whatever the number of units. Units are held down with a
-    drop-in (see :mod:`charm_upgrade._systemd`), which works for unit files in
-    ``/etc/systemd/system`` where ``systemctl mask`` is refused.
-
-    Args:
-        names: Unit names as systemd knows them (``myapp.service``,
-            ``myapp-worker.socket``); a name with no suffix means ``.service``.
-
-    Raises:
-        ServiceError: ``names`` is empty, has duplicates, or has an invalid name.
-
-    Example::
-
-        SystemdServices(['myapp', 'myapp-worker.socket'])
-    """
-
-    def __init__(self, names: Iterable[str]):
-        if isinstance(names, str):
-            names = [names]
-        units = [_systemd.normalise_unit_name(name) for name in names]
-        if not units:
-            raise ServiceError('SystemdServices needs at least one unit name')
-        duplicates = sorted({u for u in units if units.count(u) > 1})
-        if duplicates:
-            raise ServiceError(f'SystemdServices got these units more than once: {duplicates}')
-        self._units = units
-
-    def __repr__(self) -> str:
-        return f'SystemdServices({self._units!r})'
-
-    @property
-    def key(self) -> str:
-        """``systemd:`` followed by the unit names."""
-        return 'systemd:' + ','.join(self._units)
-
-    @property
-    def names(self) -> list[str]:
-        """The full unit names."""
-        return list(self._units)
-
-    def read_state(self) -> BeforeState:
-        """Read every unit's state with one ``systemctl show``.
-
-        Raises:
-            ServiceError: systemd knows no unit of one of the names.
-            SystemdError: ``systemctl`` failed or is missing.
-        """
-        states = _systemd.show(self._units)
-        unknown = [name for name, state in states.items() if not state.exists]
-        if unknown:
-            raise ServiceError(
-                f'systemd knows no unit named {", ".join(unknown)}; check the names given to '
-                'SystemdServices, and that the charm installed the unit files first'
-            )
-        return {
-            'kind': 'systemd',
-            'units': {
-                name: {
-                    'id': state.id,
-                    'is_enabled': state.unit_file_state,
-                    'running': state.running,
-                }
-                for name, state in states.items()
-            },
-        }
-
-    def take_down(self, before: Mapping[str, Any]) -> None:
-        """Hold, disable the units that were enabled, stop them all.
-
-        The hold comes first so that nothing can start a unit again between
-        its stop and the end of the hook.
-        """
-        units = _units_of(before, self._units)
-        ids = [units[name]['id'] for name in self._units]
-        _systemd.hold(ids)
-        enabled = [units[name]['id'] for name in self._units if _was_enabled(units[name])]
-        if enabled:
-            _systemd.systemctl('disable', '--', *enabled)
-        _systemd.systemctl('stop', '--', *ids)
-
-    def bring_back(self, before: Mapping[str, Any]) -> None:
-        """Release the holds, restore each unit's enablement, start what was running.
-
-        A unit that was disabled before is disabled again, in case a package
-        upgrade enabled it meanwhile.
-        """
-        units = _units_of(before, self._units)
-        _systemd.release([units[name]['id'] for name in self._units])
-        enabled = [units[name]['id'] for name in self._units if _was_enabled(units[name])]
-        if enabled:
-            _systemd.systemctl('enable', '--', *enabled)
-        disabled = [
-            units[name]['id'] for name in self._units if units[name]['is_enabled'] == 'disabled'
-        ]
-        if disabled:
-            _systemd.systemctl('disable', '--', *disabled)
-        running = [units[name]['id'] for name in self._units if units[name]['running']]
-        if running:
-            _systemd.systemctl('start', '--', *running)
 
 
 class SnapServices(Services):
@@ -295,13 +220,22 @@ class SnapServices(Services):
         client.wait_done(client.stop(names, disable=True))
         _systemd.hold(_snap_unit(name) for name in names)
 
-    def bring_back(self, before: Mapping[str, Any]) -> None:
-        """Release the holds and restore each service's enabled and active state."""
+    def bring_back(self, before: Mapping[str, Any]) -> BringBackResult:
+        """Release the holds and restore each service's enabled and active state.
+
+        A snap the OS upgrade removed is skipped and reported.
+        """
         services = _snap_services_of(before)
+        result = BringBackResult()
         if not services:
-            return
+            return result
         _systemd.release(_snap_unit(name) for name in services)
-        restore_snap_services(self.client, services)
+        try:
+            restore_snap_services(self.client, services)
+        except SnapNotInstalled:
+            why = f'snap {self._snap} is no longer installed: skipped'
+            result.skipped.update(dict.fromkeys(services, why))
+        return result
 
 
 def restore_snap_services(client: Snapd, before: Mapping[str, Mapping[str, Any]]) -> None:
@@ -339,25 +273,16 @@ def group_from_record(state: Mapping[str, Any]) -> Services | None:
     taken down at prepare is left held down.
     """
     if state.get('kind') == 'systemd' and isinstance(state.get('units'), dict):
-        return SystemdServices(list(state['units']))
+        from ._systemd_services import SystemdServices
+
+        return SystemdServices(
+            list(state['units']),
+            allow_unlisted_triggers=bool(state.get('allow_unlisted_triggers')),
+        )
     if state.get('kind') == 'snap' and isinstance(state.get('services'), dict):
         snap = str(state.get('snap', ''))
         return SnapServices(snap, [name.removeprefix(f'{snap}.') for name in state['services']])
     return None
-
-
-def _units_of(before: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    units = before.get('units')
-    if not isinstance(units, dict) or any(name not in units for name in names):
-        raise ServiceError(
-            f'the recorded before-state does not cover the units {list(names)}; the service '
-            'list changed during the upgrade: restore the list or remove the record'
-        )
-    return units  # pyright: ignore[reportUnknownVariableType]
-
-
-def _was_enabled(unit: Mapping[str, Any]) -> bool:
-    return unit.get('is_enabled') == 'enabled'
 
 
 def _snap_services_of(before: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

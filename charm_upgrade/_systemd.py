@@ -1,25 +1,47 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""Batched ``systemctl`` calls, and how units are held down during an upgrade.
+"""Batched ``systemctl`` calls, how units are held down, and what their enablement is.
 
 Every operation here costs a constant number of ``systemctl`` invocations,
-whatever the number of units: one ``show`` reads them all, one ``disable``,
-one ``stop`` and so on act on them all.
+whatever the number of units: one ``show`` reads them all, one ``stop``, one
+``start`` and so on act on them all. ``start`` and ``stop`` go on past a unit
+they cannot handle and exit non-zero at the end, so a batch that fails is
+read again with ``show`` to learn which units did what.
 
 Holding a unit down
 -------------------
 ``systemctl mask`` is what charmhelpers uses, but systemd refuses it for a
 unit whose file lives in ``/etc/systemd/system`` (``File ... already
 exists``), which is where charms write their units and snapd writes snap
-services. Instead, a hold is a drop-in ``zz-charm-upgrade-hold.conf`` in
+services. Instead, a hold is a drop-in ``~charm-upgrade-hold.conf`` in
 ``/etc/systemd/system/<unit>.d/`` with an always-false condition
 (``ConditionPathExists=!/``). It works wherever the unit file lives, survives
-reboots, and whatever starts the unit (boot, a ``Wants=`` or ``Requires=`` of
-another unit, a socket, ``deb-systemd-invoke`` in a maintainer script, a plain
-``systemctl start``) finds the condition false: systemd skips the unit and
-the start *succeeds* without running it, so a package's maintainer script
-does not fail the OS upgrade. The ``zz-`` name sorts it after every other
-drop-in, so a drop-in that resets conditions cannot undo it.
+reboots, and applies to every name of the unit (a drop-in directory of an
+alias counts). Whatever starts the unit by a dependency that does not need it
+to run (boot, ``Wants=``, ``Requires=``), a trigger (a socket, a path unit, a
+timer), ``deb-systemd-invoke`` in a maintainer script, or a plain ``systemctl
+start``, systemd finds the condition false, skips the unit, and the start
+*succeeds* without running it, so a package's maintainer script does not fail
+the OS upgrade. Starts that need the unit to be active fail instead: a unit
+with ``BindsTo=`` or ``Requisite=`` on a held unit does not start.
+
+systemd applies drop-ins in the order of their file names, across all the
+unit's drop-in directories, and an empty ``ConditionPathExists=`` in a later
+one resets the conditions. ``~`` sorts after letters and digits, so the hold
+comes after any drop-in with a sane name; :func:`dropins_after_hold` finds
+the ones that do not, so that prepare can warn.
+
+Enablement
+----------
+What makes a unit start at boot is a symlink in a ``<target>.wants/`` (or
+``.requires/``, ``.upholds/``) directory of ``/etc/systemd/system``: the
+links ``systemctl enable`` creates from the ``[Install]`` section, and any an
+operator added with ``systemctl add-wants``. :func:`enablement_links` reads
+them, with the unit's other symlinks there (a ``systemctl link``, an alias,
+a mask), in one scan of the directory, so that the state before an upgrade
+can be restored link by link. ``systemctl disable`` would not do: it removes
+the link of a linked unit (which then no longer exists), the aliases, and the
+links of the units named in ``Also=``, whether they are listed or not.
 """
 
 from __future__ import annotations
@@ -36,17 +58,25 @@ from . import _state
 from .errors import ServiceError, SystemdError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     'HOLD_DROPIN_NAME',
     'RUNNING_STATES',
+    'UNIT_SUFFIXES',
+    'UnitLinks',
     'UnitState',
+    'create_links',
+    'dropins_after_hold',
+    'enablement_links',
     'hold',
+    'install_section',
     'normalise_unit_name',
     'release',
+    'remove_links',
     'show',
     'systemctl',
+    'try_systemctl',
 ]
 
 logger = logging.getLogger(__name__)
@@ -59,8 +89,13 @@ CONFIG_DIR_ENV = 'CHARM_UPGRADE_SYSTEMD_DIR'
 
 DEFAULT_CONFIG_DIR = '/etc/systemd/system'
 
-HOLD_DROPIN_NAME = 'zz-charm-upgrade-hold.conf'
-"""The file name of the drop-in that holds a unit down."""
+HOLD_DROPIN_NAME = '~charm-upgrade-hold.conf'
+"""The file name of the drop-in that holds a unit down; ``~`` sorts after letters and digits."""
+
+_OLD_HOLD_DROPIN_NAMES = ('zz-charm-upgrade-hold.conf',)
+# Holds written by earlier versions of the library, released too.
+
+_WANTS_SUFFIXES = ('.wants', '.requires', '.upholds')
 
 TIMEOUT = 300.0
 """Seconds one ``systemctl`` call may take (a stop waits for the unit to stop)."""
@@ -91,7 +126,19 @@ UNIT_SUFFIXES = (
     '.device',
 )
 _UNIT_NAME_RE = re.compile(r'[A-Za-z0-9:_.\\@-]+')
-_SHOW_PROPERTIES = ('Id', 'LoadState', 'ActiveState', 'UnitFileState', 'FragmentPath')
+_TEMPLATE_RE = re.compile(r'[^@]*@(\.[a-z]+)?')
+_SHOW_PROPERTIES = (
+    'Id',
+    'Names',
+    'LoadState',
+    'ActiveState',
+    'UnitFileState',
+    'FragmentPath',
+    'DropInPaths',
+    'RefuseManualStart',
+    'RefuseManualStop',
+    'TriggeredBy',
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +151,14 @@ class UnitState:
         load_state: ``loaded``, ``not-found``, ``masked``, ``bad-setting``...
         active_state: ``active``, ``inactive``, ``failed``, ``activating``...
         unit_file_state: What ``systemctl is-enabled`` reports: ``enabled``,
-            ``disabled``, ``static``, ``masked``... (``''`` if none).
-        fragment_path: The unit file's path, or ``''``.
+            ``disabled``, ``static``, ``masked``, ``linked``... (``''`` if none).
+        fragment_path: The unit file's path (for a linked or masked unit, its
+            symlink in ``/etc/systemd/system``), or ``''``.
+        names: Every name of the unit: its id and its aliases.
+        drop_in_paths: Its drop-ins, in the order systemd applies them.
+        refuse_manual_start: ``RefuseManualStart=yes``: ``systemctl start`` is refused.
+        refuse_manual_stop: ``RefuseManualStop=yes``: ``systemctl stop`` is refused.
+        triggered_by: The units that start it: sockets, path units, timers.
     """
 
     name: str
@@ -114,6 +167,11 @@ class UnitState:
     active_state: str
     unit_file_state: str
     fragment_path: str
+    names: tuple[str, ...] = ()
+    drop_in_paths: tuple[str, ...] = ()
+    refuse_manual_start: bool = False
+    refuse_manual_stop: bool = False
+    triggered_by: tuple[str, ...] = ()
 
     @property
     def exists(self) -> bool:
@@ -135,13 +193,20 @@ def normalise_unit_name(name: str) -> str:
     """Return ``name`` as a full unit name: a name with no unit suffix means ``.service``.
 
     Raises:
-        ServiceError: ``name`` is empty or not a possible unit name.
+        ServiceError: ``name`` is empty, not a possible unit name, or a
+            template (``foo@``, ``foo@.service``): ``systemctl show`` refuses
+            a template, so one would fail every call it is in.
     """
     if not isinstance(name, str) or not name.strip():  # pyright: ignore[reportUnnecessaryIsInstance]
         raise ServiceError(f'invalid systemd unit name {name!r}: expected a name such as "myapp"')
     if not _UNIT_NAME_RE.fullmatch(name):
         raise ServiceError(
             f'invalid systemd unit name {name!r}: unit names have no spaces or slashes'
+        )
+    if _TEMPLATE_RE.fullmatch(name):
+        raise ServiceError(
+            f'{name!r} is a template, not a unit: name its instances, such as '
+            f'"{name.split("@", 1)[0]}@<instance>"'
         )
     return name if name.endswith(UNIT_SUFFIXES) else f'{name}.service'
 
@@ -157,9 +222,29 @@ def systemctl(*args: str) -> str:
     Raises:
         SystemdError: systemctl is missing, timed out, or exited non-zero.
     """
+    result = _run(args)
+    if result.returncode != 0:
+        raise _failure(result)
+    return result.stdout
+
+
+def try_systemctl(*args: str) -> SystemdError | None:
+    """Run ``systemctl`` with ``args``; return its failure instead of raising it.
+
+    For batches (``start``, ``stop``) that go on past a unit they cannot
+    handle: the caller reads the units again to learn what happened.
+
+    Raises:
+        SystemdError: systemctl is missing or timed out (nothing was learnt).
+    """
+    result = _run(args)
+    return _failure(result) if result.returncode != 0 else None
+
+
+def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     command = [SYSTEMCTL, '--no-ask-password', '--no-pager', *args]
     try:
-        result = subprocess.run(
+        return subprocess.run(
             command, capture_output=True, text=True, timeout=TIMEOUT, check=False
         )
     except FileNotFoundError as e:
@@ -174,15 +259,17 @@ def systemctl(*args: str) -> str:
             '`systemctl list-jobs` and `journalctl -xe`',
             command=command,
         ) from e
-    if result.returncode != 0:
-        raise SystemdError(
-            f'`{" ".join(command)}` failed with exit status {result.returncode}: '
-            f'{result.stderr.strip() or "no message"}',
-            command=command,
-            returncode=result.returncode,
-            stderr=result.stderr,
-        )
-    return result.stdout
+
+
+def _failure(result: subprocess.CompletedProcess[str]) -> SystemdError:
+    command = [str(a) for a in result.args]
+    return SystemdError(
+        f'`{" ".join(command)}` failed with exit status {result.returncode}: '
+        f'{result.stderr.strip() or "no message"}',
+        command=command,
+        returncode=result.returncode,
+        stderr=result.stderr,
+    )
 
 
 def show(names: Sequence[str]) -> dict[str, UnitState]:
@@ -214,8 +301,23 @@ def show(names: Sequence[str]) -> dict[str, UnitState]:
             active_state=props.get('ActiveState', ''),
             unit_file_state=props.get('UnitFileState', ''),
             fragment_path=props.get('FragmentPath', ''),
+            names=tuple(props.get('Names', '').split()),
+            drop_in_paths=tuple(props.get('DropInPaths', '').split()),
+            refuse_manual_start=props.get('RefuseManualStart') == 'yes',
+            refuse_manual_stop=props.get('RefuseManualStop') == 'yes',
+            triggered_by=tuple(props.get('TriggeredBy', '').split()),
         )
     return states
+
+
+def dropins_after_hold(state: UnitState) -> list[str]:
+    """Return the unit's drop-ins that systemd applies after the hold (which may undo it)."""
+    return [
+        path
+        for path in state.drop_in_paths
+        if os.path.basename(path) > HOLD_DROPIN_NAME
+        and os.path.basename(path) not in (HOLD_DROPIN_NAME, *_OLD_HOLD_DROPIN_NAMES)
+    ]
 
 
 def hold_path(unit_id: str) -> pathlib.Path:
@@ -244,11 +346,12 @@ def release(unit_ids: Iterable[str]) -> None:
     """Release held units: remove their hold drop-ins, then reload systemd once.
 
     Idempotent: units that are not held are left alone (but systemd is still
-    reloaded, so that a hold removed by hand takes effect).
+    reloaded, so that a hold removed by hand, or links changed since, take effect).
     """
     for unit_id in unit_ids:
         path = hold_path(unit_id)
-        _state.remove(path)
+        for name in (HOLD_DROPIN_NAME, *_OLD_HOLD_DROPIN_NAMES):
+            _state.remove(path.with_name(name))
         _state.drop_temporaries(path.parent)  # of a hold killed while it was written
         try:
             path.parent.rmdir()  # only if the drop-in directory is now empty
@@ -259,4 +362,106 @@ def release(unit_ids: Iterable[str]) -> None:
 
 def is_held(unit_id: str) -> bool:
     """Tell whether ``unit_id`` has a hold drop-in."""
-    return hold_path(unit_id).exists()
+    path = hold_path(unit_id)
+    return any(path.with_name(n).exists() for n in (HOLD_DROPIN_NAME, *_OLD_HOLD_DROPIN_NAMES))
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitLinks:
+    """A unit's symlinks in ``/etc/systemd/system``, each as path (relative) -> target.
+
+    Attributes:
+        names: Symlinks named after the unit in the directory itself: a
+            ``systemctl link``, an alias, a mask (to ``/dev/null``).
+        wants: Symlinks named after the unit in ``<target>.wants/``,
+            ``.requires/`` and ``.upholds/``: what starts it at boot.
+    """
+
+    names: dict[str, str]
+    wants: dict[str, str]
+
+
+def enablement_links(units: Mapping[str, Iterable[str]]) -> dict[str, UnitLinks]:
+    """Return each unit's symlinks, from one scan of ``/etc/systemd/system``.
+
+    Args:
+        units: Each unit's key (its id) -> every name it has (its ``Names``).
+    """
+    owner = {name: key for key, names in units.items() for name in names}
+    links = {key: UnitLinks({}, {}) for key in units}
+    directory = config_dir()
+    try:
+        entries = sorted(directory.iterdir())
+    except FileNotFoundError:
+        return links
+    for entry in entries:
+        if entry.is_symlink() and entry.name in owner:
+            links[owner[entry.name]].names[entry.name] = os.readlink(entry)
+        elif entry.name.endswith(_WANTS_SUFFIXES) and entry.is_dir():
+            for link in sorted(entry.iterdir()):
+                if link.is_symlink() and link.name in owner:
+                    relative = f'{entry.name}/{link.name}'
+                    links[owner[link.name]].wants[relative] = os.readlink(link)
+    return links
+
+
+def remove_links(relative_paths: Iterable[str]) -> None:
+    """Remove symlinks of ``/etc/systemd/system`` (relative paths); missing ones are fine."""
+    directory = config_dir()
+    for relative in relative_paths:
+        path = directory / relative
+        if path.is_symlink():
+            path.unlink()
+
+
+def create_links(links: Mapping[str, str]) -> list[str]:
+    """Create symlinks of ``/etc/systemd/system`` (relative path -> target) that are missing.
+
+    A link whose target no longer exists (the OS upgrade removed the unit
+    file) is not created.
+
+    Returns:
+        The relative paths not created for that reason.
+    """
+    directory = config_dir()
+    dangling: list[str] = []
+    for relative, target in links.items():
+        path = directory / relative
+        if path.is_symlink() and os.readlink(path) == target:
+            continue
+        if not os.path.exists(target):
+            dangling.append(relative)
+            continue
+        if path.is_symlink():
+            path.unlink()  # pointing elsewhere now: point it back
+        elif path.exists():
+            continue  # a real file of that name: not ours to replace
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.symlink_to(target)
+    return dangling
+
+
+def install_section(fragment_path: str) -> dict[str, list[str]]:
+    """Return the ``[Install]`` section of a unit file: ``WantedBy``, ``Also``, ``Alias``...
+
+    A file that cannot be read gives ``{}``: the section is recorded to
+    explain the unit's enablement, never to decide it.
+    """
+    try:
+        text = pathlib.Path(fragment_path).read_text(encoding='utf-8', errors='replace')
+    except OSError:
+        return {}
+    section: dict[str, list[str]] = {}
+    current = ''
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith('[') and line.endswith(']'):
+            current = line[1:-1]
+        elif current == 'Install' and '=' in line and not line.startswith(('#', ';')):
+            key, _, value = line.partition('=')
+            values = section.setdefault(key.strip(), [])
+            if value.strip():
+                values.extend(value.split())
+            else:
+                values.clear()  # an empty assignment resets the list
+    return {key: values for key, values in section.items() if values}

@@ -2,20 +2,30 @@
 # SPDX-License-Identifier: Apache-2.0
 """Series upgrades for charms.reactive charms: :func:`register_series_upgrade_handlers`.
 
-One call, at import time in the charm's ``reactive/<name>.py``, registers on
-charms.reactive's bus the pair of handlers that charms.reactive documents for
-``upgrade.series.in-progress``, with the guard the documented pair lacks::
+One call, at import time in the charm's ``reactive/<name>.py``, makes the
+library run the series-upgrade flow (:class:`~charm_upgrade.SeriesUpgradeFlow`)
+at the start of every hook, before any handler of the charm:
 
-    @when(started_flag, 'upgrade.series.in-progress')
-    @when_not(disabled_flag)
-    def take_down_services(): ...  # record, stop and hold; set disabled_flag
+- charms.reactive sets ``upgrade.series.in-progress`` at the start of
+  ``pre-series-upgrade`` and clears it at the start of ``post-series-upgrade``,
+  in its own start-of-hook callbacks (``hookenv.atstart``);
+- the library's start-of-hook callback, registered when the charm's modules
+  are imported and so run right after charms.reactive's, takes the services
+  down at prepare and brings them back at complete. Whatever order the charm's
+  modules and handlers are registered in, no handler of the charm runs in the
+  prepare hook before the take-down, nor in the complete hook before the
+  bring-back;
+- the library's exit callback runs after every other one (charmhelpers runs
+  exit callbacks newest first; this one is put first in its list) and, while
+  the services are held or after a complete that could not bring everything
+  back, sets the library's blocked status with the ``status-set`` hook tool
+  itself. So neither a status callback the charm registered at import nor
+  layer:status, which ranks the library's ``hookenv.status_set`` calls below
+  the charm's own and settles the status in its own exit callback, can hide
+  why the services are down.
 
-    @when(disabled_flag)
-    @when_not('upgrade.series.in-progress')
-    def bring_back_services(): ...  # migrate, restore; clear disabled_flag
-
-Both drive :class:`~charm_upgrade.SeriesUpgradeFlow`, with the flags kept in
-charms.reactive's unit state database, so they are committed with the hook.
+The flags are kept in charms.reactive's unit state database, so they are
+committed with the hook.
 
 This module imports charms.reactive and charmhelpers (install
 ``charm-upgrade[reactive]``); ``import charm_upgrade`` does not import it.
@@ -25,83 +35,41 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import weakref
+import subprocess
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import charms.reactive
-from charmhelpers.core import hookenv
+from charmhelpers.core import hookenv, unitdata
 
-from . import _bases
+from . import _bases, _series_status
 from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
-from ._series_flow import (
-    MIGRATION_HOLD_SUFFIX,
-    SeriesUpgradeFlow,
-    Step,
-    as_service_groups,
-    migration_hold_message,
-)
+from ._series_flow import SeriesUpgradeFlow, Step, as_service_groups
+from ._status import StatusLedger
 from .errors import CharmUpgradeError, MigrationError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Sequence
+    from collections.abc import Callable, Generator, Sequence
 
     from ._journal import Journal
     from ._migrations import Migrations
+    from ._series_flow import Callback, MigrateCallback, Started
     from ._services import Services
 
-__all__ = [
-    'BRING_BACK_HANDLER_ID',
-    'RECORD_INSTALL_HANDLER_ID',
-    'TAKE_DOWN_HANDLER_ID',
-    'register_series_upgrade_handlers',
-]
-
-TAKE_DOWN_HANDLER_ID = 'charm_upgrade.reactive:take_down_services'
-"""The id of the handler that takes the services down, as charms.reactive logs it."""
-
-BRING_BACK_HANDLER_ID = 'charm_upgrade.reactive:bring_back_services'
-"""The id of the handler that brings the services back, as charms.reactive logs it."""
-
-RECORD_INSTALL_HANDLER_ID = 'charm_upgrade.reactive:record_fresh_install'
-"""The id of the ``install`` hook handler that records a fresh install for ``migrations``."""
-
-# How the blocked status set at prepare begins; complete clears only a status that does.
-_STATUS_PREFIX = 'Services stopped and disabled for the OS upgrade'
-
-
-class _Handler(Protocol):
-    """A handler on charms.reactive's bus (``charms.reactive.bus.Handler``)."""
-
-    def id(self) -> str: ...
-
-
-class _HandlerClass(Protocol):
-    def get(self, action: Callable[[], None]) -> _Handler: ...
-
-    def get_handlers(self) -> Iterable[_Handler]: ...
-
-
-class _Bus(Protocol):
-    Handler: _HandlerClass
+__all__ = ['register_series_upgrade_handlers']
 
 
 class _Reactive(Protocol):
     """The parts of ``charms.reactive`` used here, which has no annotations."""
 
-    bus: _Bus
-
-    def when(self, *flags: str) -> Callable[[Callable[[], None]], object]: ...
-
-    def when_not(self, *flags: str) -> Callable[[Callable[[], None]], object]: ...
-
-    def hook(self, *hook_patterns: str) -> Callable[[Callable[[], None]], object]: ...
-
     def is_flag_set(self, flag: str) -> bool: ...
 
-    def set_flag(self, flag: str) -> None: ...
+    def set_flag(self, flag: str, value: object = None) -> None: ...
 
     def clear_flag(self, flag: str) -> None: ...
+
+
+class _KeyValue(Protocol):
+    def get(self, key: str, default: object = None) -> object: ...
 
 
 class _HookEnv(Protocol):
@@ -112,6 +80,10 @@ class _HookEnv(Protocol):
     def status_get(self) -> tuple[str, str]: ...
 
     def log(self, message: str, level: str | None = None) -> None: ...
+
+    def hook_name(self) -> str: ...
+
+    def atstart(self, callback: Callable[..., object], *args: object) -> None: ...
 
     def atexit(self, callback: Callable[..., object], *args: object) -> None: ...
 
@@ -125,10 +97,8 @@ class _Registration(NamedTuple):
     arguments: tuple[Any, ...]
 
 
-# The take-down handler on charms.reactive's bus -> what registered it. Keyed
-# weakly by the bus's own Handler object, so that whoever resets the bus
-# (charms.reactive's Handler.clear()) resets this too.
-_REGISTRATIONS: weakref.WeakKeyDictionary[Any, _Registration] = weakref.WeakKeyDictionary()
+# What this process registered: one flow per charm, as hooks run one per process.
+_registered: _Registration | None = None
 
 
 class _ReactiveFlags:
@@ -137,231 +107,206 @@ class _ReactiveFlags:
     def is_set(self, flag: str) -> bool:
         return _reactive.is_flag_set(flag)
 
-    def set(self, flag: str) -> None:
-        _reactive.set_flag(flag)
+    def set(self, flag: str, value: str | None = None) -> None:
+        _reactive.set_flag(flag, value)
 
     def clear(self, flag: str) -> None:
         _reactive.clear_flag(flag)
+
+    def value(self, flag: str) -> str | None:
+        # charms.reactive keeps a flag's value under this key (see its flags module).
+        kv = cast('_KeyValue', unitdata.kv())
+        value = kv.get(f'reactive.states.{flag}')
+        return value if isinstance(value, str) else None
 
 
 def register_series_upgrade_handlers(
     services: Services | Sequence[Services],
     *,
-    started_flag: str = APPLICATION_STARTED,
-    disabled_flag: str = APPLICATION_DISABLED,
-    migrate: Callable[[str, str], None] | None = None,
+    started: Started = APPLICATION_STARTED,
+    before_take_down: Callback | None = None,
+    after_bring_back: Callback | None = None,
+    migrate: MigrateCallback | None = None,
     migrations: Migrations | None = None,
+    disabled_flag: str = APPLICATION_DISABLED,
     journal: Journal | None = None,
 ) -> SeriesUpgradeFlow:
-    """Register the series-upgrade handlers of a reactive charm on charms.reactive's bus.
+    """Make a reactive charm take its services down for a series upgrade, and back.
 
     Call it once, at import time, from a module in the charm's ``reactive/``
     directory; charms.reactive imports those modules at the start of every
-    hook, before it dispatches. Then:
+    hook, before it runs any handler. Then, at the start of every hook, before
+    any handler of the charm:
 
     - in ``pre-series-upgrade`` (``juju upgrade-machine <machine> prepare``),
-      if ``started_flag`` is set, the services' state is recorded, they are
-      stopped and held down across reboots, ``disabled_flag`` is set, and the
-      unit shows a blocked status that names the command that finishes the
-      upgrade (set again at the end of the hook if a handler of the charm
-      replaced it: Juju runs no hook until complete, so it must be the last);
+      if the application is started, the services' state is recorded,
+      ``before_take_down()`` is called, the services are stopped and held down
+      across reboots, ``disabled_flag`` is set, and the unit shows a blocked
+      status that names the command that finishes the upgrade, whatever the
+      charm's handlers set later in the hook;
     - in ``post-series-upgrade`` (``complete``), after layer-basic has rebuilt
-      the charm's environment, ``migrate(old_base, new_base)`` is called, the
-      services are restored as they were (a disabled one stays disabled),
+      the charm's environment, ``migrate(old_base, new_base)`` and the pending
+      series ``migrations`` run, the services are restored as they were (a
+      disabled one stays disabled), ``after_bring_back()`` is called,
       ``disabled_flag`` is cleared, and the blocked status is replaced with an
-      active one if it still shows.
+      active one if it still shows (or with one that names what could not
+      come back).
 
-    With ``migrations``, the ``install`` hook records a fresh install (every
-    migration counts as applied), and complete runs the pending series
-    migrations after ``migrate``. A migration that fails or is refused does
-    not fail the hook: the services stay down, the unit is blocked with a
-    status that names the migration, and the migration is tried again at
-    every hook until it passes (fix its cause, or refresh to a charm
-    revision whose migration works).
+    So one guard is enough in the charm: ``@when_not(disabled_flag)`` on every
+    handler that starts, restarts or reconfigures the services. The flag is
+    set before any handler of the prepare hook runs, and is cleared before
+    any handler of the complete hook runs, unless a migration holds the
+    services down.
 
-    Any other hook, during the upgrade or not, touches no service. A hook
-    that fails part-way converges when Juju runs it again.
-
-    The charm sets ``started_flag`` itself once its services are started;
-    its handlers that start or restart the services should also be guarded
-    with ``@when_not(disabled_flag)``.
+    A migration, or ``migrate``, that fails or is refused does not fail the
+    hook: the services stay down, the unit is blocked with a status that names
+    it, and it is tried again at every hook until it passes (fix its cause, or
+    refresh to a charm revision whose migration works). With ``migrations``,
+    the ``install`` hook records a fresh install (every migration counts as
+    applied) before any handler runs. Any other hook, during the upgrade or
+    not, touches no service. A hook that fails part-way converges when Juju
+    runs it again; the callbacks run again with it.
 
     Args:
         services: A group of services, or a sequence of groups, taken down in
             that order and brought back in reverse.
-        started_flag: The flag the charm sets once its services are started.
-        disabled_flag: The flag this library sets while the services are down.
+        started: Whether the services were started: the flag the charm sets
+            once they are (``charm.application.started`` by default), a
+            callable that returns a bool (asked at prepare), or None to take
+            down whatever runs at prepare.
+        before_take_down: Called at prepare, after the before-state is
+            recorded and before any service stops: drain the unit.
+        after_bring_back: Called at complete, after the services are back:
+            uncordon, warm caches.
         migrate: Called as ``migrate(old_base, new_base)`` (``'ubuntu@22.04'``,
             ``'ubuntu@24.04'``) after the upgrade and before the services come
             back; ``new_base`` is the base the machine runs then, and if it
             still runs ``old_base`` (nothing was upgraded) neither ``migrate``
-            nor the series migrations run. Make it idempotent: if the hook
-            fails after it, it runs again.
+            nor the series migrations run.
         migrations: The charm's :class:`~charm_upgrade.Migrations`; its
             series migrations run after ``migrate``.
+        disabled_flag: The flag this library sets while the services are
+            down. It is the library's: don't set or clear it, and don't pass a
+            flag that other code sets (a pause action's, say).
         journal: Where stages are journaled; by default the unit's journal.
 
+    Make every callback idempotent: it runs again when its step is retried.
+
     Returns:
-        The flow the handlers drive, for example to
+        The flow the library drives, for example to
         :meth:`~charm_upgrade.SeriesUpgradeFlow.preview` the next step.
 
     Raises:
         ServiceError: ``services`` is empty or names a group twice.
-        CharmUpgradeError: the handlers were already registered with other
-            arguments. A second call with the same arguments registers
-            nothing and returns the same flow.
+        CharmUpgradeError: it was already called with other arguments. A
+            second call with the same arguments registers nothing and returns
+            the same flow.
     """
+    global _registered
     groups = as_service_groups(services)
     arguments = (
         tuple(g.key for g in groups),
-        started_flag,
+        started,
+        before_take_down,
+        after_bring_back,
         disabled_flag,
         migrate,
         migrations,
         journal,
     )
-    existing = _registration()
-    if existing is not None:
-        if existing.arguments == arguments:
-            return existing.flow
+    if _registered is not None:
+        if _registered.arguments == arguments:
+            return _registered.flow
         raise CharmUpgradeError(
             'register_series_upgrade_handlers() was already called with other arguments '
-            f'(services {list(existing.arguments[0])}, flags {existing.arguments[1:3]}): '
-            'call it once, from one module in reactive/'
+            f'(services {list(_registered.arguments[0])}): call it once, from one module in '
+            'reactive/'
         )
     flow = SeriesUpgradeFlow(
         groups,
         flags=_ReactiveFlags(),
+        started=started,
+        before_take_down=before_take_down,
+        after_bring_back=after_bring_back,
         migrate=migrate,
         migrations=migrations,
-        started_flag=started_flag,
         disabled_flag=disabled_flag,
         journal=journal,
     )
-
-    def take_down_services() -> None:
-        with _log_to_juju():
-            step = flow.run(target_base=_bases.target_base_from_env())
-        if step is Step.TOOK_DOWN:
-            _hookenv.status_set('blocked', _status_message())
-            _hookenv.log(f'charm-upgrade: took down {_names(flow)} for the series upgrade')
-            # Juju runs no hook between prepare and complete: the status this
-            # hook ends with is what the operator sees. A handler of the charm
-            # that sets a status later in this dispatch must not hide it.
-            _hookenv.atexit(_keep_blocked_status, flow, _status_message())
-
-    def bring_back_services() -> None:
-        with _log_to_juju():
-            try:
-                step = flow.run()
-            except MigrationError as e:
-                # Not raised: a failed hook says "hook failed", not which
-                # migration failed, and charms.reactive would undo the flags
-                # anyway. The disabled flag stays, so this handler runs (and
-                # tries the migration) again at every hook.
-                message = _migration_status(flow, e)
-                _hookenv.log(f'charm-upgrade: series upgrade held: {e}', level='ERROR')
-                _hookenv.status_set('blocked', message)
-                _hookenv.atexit(_keep_blocked_status, flow, message)
-                return
-        if step is Step.BROUGHT_BACK:
-            workload_state, message = _hookenv.status_get()
-            if workload_state == 'blocked' and (
-                str(message).startswith(_STATUS_PREFIX)
-                or str(message).endswith(MIGRATION_HOLD_SUFFIX)
-            ):
-                _hookenv.status_set('active', '')
-            _hookenv.log(f'charm-upgrade: brought back {_names(flow)} after the series upgrade')
-
-    if migrations is not None:
-        registered_migrations = migrations
-
-        def record_fresh_install() -> None:
-            # A hook handler runs before every flag handler of the hook, so
-            # before the charm's own install handlers create the workload's data.
-            if registered_migrations.mark_installed(base=_bases.current_base()):
-                _hookenv.log('charm-upgrade: fresh install; migrations recorded as applied')
-
-        # charms.reactive calls @hook "generally deprecated"; no flag marks
-        # the install hook, and a flag handler may run after the charm's.
-        record_fresh_install.__dict__.update(
-            _action_id=RECORD_INSTALL_HANDLER_ID, _short_action_id=RECORD_INSTALL_HANDLER_ID
-        )
-        _reactive.hook('install')(record_fresh_install)
-
-    _register(
-        take_down_services,
-        TAKE_DOWN_HANDLER_ID,
-        all_of=(started_flag, UPGRADE_SERIES_IN_PROGRESS),
-        none_of=(disabled_flag,),
-    )
-    _register(
-        bring_back_services,
-        BRING_BACK_HANDLER_ID,
-        all_of=(disabled_flag,),
-        none_of=(UPGRADE_SERIES_IN_PROGRESS,),
-    )
-    _REGISTRATIONS[_reactive.bus.Handler.get(take_down_services)] = _Registration(flow, arguments)
+    # charms.reactive's own start-of-hook callbacks (its automatic flags) were
+    # registered when it was imported, before the charm's modules: this one
+    # runs after them, and before any handler.
+    _hookenv.atstart(_at_start, flow)
+    _registered = _Registration(flow, arguments)
     return flow
 
 
-def _status_message() -> str:
-    """Return the blocked status message shown while the services are down.
+def _at_start(flow: SeriesUpgradeFlow) -> None:
+    with _log_to_juju():
+        # Before the charm's install handlers create the workload's data.
+        if (
+            flow.migrations is not None
+            and _hookenv.hook_name() == 'install'
+            and flow.migrations.mark_installed(base=_bases.current_base())
+        ):
+            _hookenv.log('charm-upgrade: fresh install; migrations recorded as applied')
+        try:
+            step = flow.run(target_base=_bases.target_base_from_env())
+        except MigrationError as e:
+            # Not raised: a failed hook says "hook failed", not which migration
+            # failed, and charms.reactive would undo the flags anyway. The
+            # disabled flag stays, so the next hook tries again.
+            _hookenv.log(f'charm-upgrade: series upgrade held: {e}', level='ERROR')
+            step = Step.NOTHING
+    if step is Step.TOOK_DOWN:
+        _hookenv.log(f'charm-upgrade: took down {_names(flow)} for the series upgrade')
+    elif step is Step.BROUGHT_BACK:
+        _hookenv.log(f'charm-upgrade: brought back {_names(flow)} after the series upgrade')
+    intent = _series_status.series_intent(flow, in_progress=_in_progress())
+    ledger = StatusLedger()
+    if intent is not None:
+        # Shown at once; and again, last of all, when the hook ends.
+        _hookenv.status_set(intent.level, intent.message)
+        ledger.record(intent)
+        _run_last_at_exit(_final_status, flow)
+    elif ledger.shown() is not None:
+        # The library's status is no longer wanted: replaced with active if it
+        # is still the one showing (the record says whose it is), before the
+        # charm's handlers set theirs.
+        workload_state, message = _hookenv.status_get()
+        if ledger.owns(workload_state, str(message)):
+            _hookenv.status_set('active', '')
+        ledger.forget()
 
-    It names the command that finishes the upgrade on this machine:
-    ``juju upgrade-machine <machine> complete``, or ``upgrade-series`` on
-    Juju 2.9 (from ``JUJU_VERSION`` and ``JUJU_MACHINE_ID``).
-    """
-    machine = os.environ.get('JUJU_MACHINE_ID', '<machine>')
-    major = os.environ.get('JUJU_VERSION', '3').split('.', 1)[0]
-    command = 'upgrade-series' if major.isdigit() and int(major) < 3 else 'upgrade-machine'
-    return f'{_STATUS_PREFIX}; when it is done, run `juju {command} {machine} complete`'
 
-
-def _migration_status(flow: SeriesUpgradeFlow, error: MigrationError) -> str:
-    """Return the blocked status message of a series upgrade held by a migration."""
-    return (
-        migration_hold_message(flow.migrations)
-        or f'Migration {error.migration_id or "?"} failed; see upgrade-journal'
-        + MIGRATION_HOLD_SUFFIX
-    )
-
-
-def _keep_blocked_status(flow: SeriesUpgradeFlow, message: str) -> None:
-    # Run at the end of the hook: a handler of the charm that set a status
-    # after ours must not hide why the services are down.
-    if not flow.flags.is_set(flow.disabled_flag):
+def _final_status(flow: SeriesUpgradeFlow) -> None:
+    """Set the library's status with the hook tool, after every other exit callback."""
+    intent = _series_status.series_intent(flow, in_progress=_in_progress())
+    if intent is None or intent.matches(*_hookenv.status_get()):
         return
-    if _hookenv.status_get() != ('blocked', message):
-        _hookenv.status_set('blocked', message)
+    # Not hookenv.status_set: layer:status reroutes that (it patches
+    # subprocess.call) and would rank this call below the charm's own.
+    try:
+        subprocess.run(['status-set', intent.level, intent.message], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        _hookenv.log(f'charm-upgrade: could not set the status: {e}', level='WARNING')
+        return
+    StatusLedger().record(intent)
 
 
-def _register(
-    action: Callable[[], None],
-    handler_id: str,
-    *,
-    all_of: tuple[str, ...],
-    none_of: tuple[str, ...],
-) -> None:
-    # charms.reactive keys a handler by its function's code location unless
-    # the function has an _action_id, and logs it by _short_action_id. Give
-    # both a stable name: a path relative to the charm directory means nothing.
-    action.__dict__.update(_action_id=handler_id, _short_action_id=handler_id)
-    _reactive.when(*all_of)(action)
-    _reactive.when_not(*none_of)(action)
+def _run_last_at_exit(callback: Callable[..., object], *args: object) -> None:
+    # charmhelpers runs exit callbacks newest first, so the first of its list
+    # runs last; callbacks registered at import (layer:status's own, a
+    # charm's) are in the list already.
+    queue = getattr(hookenv, '_atexit', None)
+    if isinstance(queue, list):
+        cast('list[Any]', queue).insert(0, (callback, args, {}))
+    else:
+        _hookenv.atexit(callback, *args)
 
 
-def _registration() -> _Registration | None:
-    for handler in _reactive.bus.Handler.get_handlers():
-        if handler.id() == TAKE_DOWN_HANDLER_ID:
-            registration = _REGISTRATIONS.get(handler)
-            if registration is None:
-                raise CharmUpgradeError(
-                    f'a handler {TAKE_DOWN_HANDLER_ID} is on the bus but this module did not '
-                    'register it: was charm_upgrade.reactive imported twice?'
-                )
-            return registration
-    return None
+def _in_progress() -> bool:
+    return _reactive.is_flag_set(UPGRADE_SERIES_IN_PROGRESS)
 
 
 def _names(flow: SeriesUpgradeFlow) -> str:
@@ -381,8 +326,9 @@ class _JujuLogHandler(logging.Handler):
 @contextlib.contextmanager
 def _log_to_juju() -> Generator[None]:
     # ops routes logging to juju-log; charms.reactive does not. Unless the
-    # charm has set up logging itself, the library's warnings (a missing
-    # before-state record, a base that is not the target) go to juju-log.
+    # charm has set up logging itself, the library's warnings (no before-state
+    # record, a base that is not the target, a unit not brought back) go to
+    # juju-log.
     library_logger = logging.getLogger('charm_upgrade')
     if library_logger.hasHandlers():
         yield

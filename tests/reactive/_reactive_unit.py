@@ -38,9 +38,14 @@ HOOK_WARNING_OPTIONS = (
 )
 
 # What layer-basic's hook template does after bootstrapping the charm's
-# virtual environment. charmhelpers refuses to import on a host that is not
+# virtual environment: the charm's lib/ (where layers put charms.layer.*) goes
+# on the path first. charmhelpers refuses to import on a host that is not
 # Ubuntu (the tests may run on Debian); Juju machines are Ubuntu.
 _HOOK = """\
+import sys
+
+sys.path.append('lib')
+
 import charmhelpers.osplatform
 
 charmhelpers.osplatform.get_platform = lambda: 'ubuntu'
@@ -114,6 +119,20 @@ class ReactiveUnit:
     def write_charm_module(self, source: str) -> None:
         """Replace the charm's ``reactive/myapp.py`` (an upgrade-charm, say)."""
         (self.charm_dir / 'reactive' / 'myapp.py').write_text(textwrap.dedent(source))
+
+    def add_layer(self, files: dict[str, str], includes: list[str]) -> None:
+        """Add a layer's files to the charm directory, as ``charm build`` merges them.
+
+        Args:
+            files: Path in the charm directory -> content.
+            includes: The built charm's ``layer.yaml`` ``includes``.
+        """
+        for path, text in files.items():
+            target = self.charm_dir / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        lines = ['includes:', *(f"  - '{name}'" for name in includes)]
+        (self.charm_dir / 'layer.yaml').write_text('\n'.join(lines) + '\n')
 
     @property
     def state_dir(self) -> pathlib.Path:
@@ -221,6 +240,17 @@ class ReactiveUnit:
                 db.executemany(
                     'insert or replace into kv (key, data) values (?, ?)',
                     [(f'reactive.states.{flag}', 'null') for flag in flags],
+                )
+        finally:
+            db.close()
+
+    def clear_flags(self, *flags: str) -> None:
+        """Remove committed flags, as a framework's end-of-hook clean-up would."""
+        db = self._db()
+        try:
+            with db:
+                db.executemany(
+                    'delete from kv where key = ?', [(f'reactive.states.{f}',) for f in flags]
                 )
         finally:
             db.close()

@@ -9,7 +9,7 @@ stand-in hook tools, as layer-basic runs it on a machine.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,10 +23,8 @@ if TYPE_CHECKING:
 IN_PROGRESS = 'upgrade.series.in-progress'
 STARTED = 'charm.application.started'
 DISABLED = 'charm.application.disabled'
-# How charms.reactive names the handlers in its log (charm_upgrade.reactive's
-# *_HANDLER_ID; this module does not import charms.reactive).
-TAKE_DOWN_HANDLER_ID = 'charm_upgrade.reactive:take_down_services'
-BRING_BACK_HANDLER_ID = 'charm_upgrade.reactive:bring_back_services'
+TOOK_DOWN = 'charm-upgrade: took down web.service, cron.service for the series upgrade'
+BROUGHT_BACK = 'charm-upgrade: brought back web.service, cron.service after the series upgrade'
 BLOCKED = (
     'blocked',
     'Services stopped and disabled for the OS upgrade; when it is done, '
@@ -81,18 +79,20 @@ def unit(make_unit: Callable[[str], ReactiveUnit], fake_systemd: FakeSystemd) ->
     return unit
 
 
+def states(record: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
+    """Each unit's recorded id, enablement and running state."""
+    units = record['services']['systemd:web.service,cron.service']['units']
+    return {n: (u['id'], u['is_enabled'], u['running']) for n, u in units.items()}
+
+
 def migrations(unit: ReactiveUnit) -> list[str]:
     path = unit.charm_dir / 'migrations.log'
     return path.read_text().splitlines() if path.exists() else []
 
 
-def invoked(unit: ReactiveUnit, handler_id: str) -> list[str]:
-    """The hooks in which charms.reactive invoked the handler."""
-    return [
-        str(call['hook'])
-        for call in unit.tool_calls('juju-log')
-        if call['args'][-1] == f'Invoking reactive handler: {handler_id}'
-    ]
+def logged(unit: ReactiveUnit, message: str) -> list[str]:
+    """The hooks in which the library logged ``message``."""
+    return [str(c['hook']) for c in unit.tool_calls('juju-log') if c['args'][-1] == message]
 
 
 def test_prepare_update_status_complete(unit: ReactiveUnit, fake_systemd: FakeSystemd):
@@ -106,15 +106,13 @@ def test_prepare_update_status_complete(unit: ReactiveUnit, fake_systemd: FakeSy
     record = unit.record()
     assert record['old_base'] == 'ubuntu@22.04'
     assert record['target_base'] == 'ubuntu@24.04'
-    assert record['services']['systemd:web.service,cron.service']['units'] == {
-        'web.service': {'id': 'web.service', 'is_enabled': 'enabled', 'running': True},
-        'cron.service': {'id': 'cron.service', 'is_enabled': 'disabled', 'running': False},
+    assert states(record) == {
+        'web.service': ('web.service', 'enabled', True),
+        'cron.service': ('cron.service', 'disabled', False),
     }
-    # The status the operator sees until complete names the command, even
-    # though the charm's own status handler ran in the same dispatch.
+    # The status the operator sees until complete names the command.
     assert unit.status() == BLOCKED
-    assert invoked(unit, TAKE_DOWN_HANDLER_ID) == ['pre-series-upgrade']
-    assert 'charm-upgrade: took down web.service, cron.service' in unit.juju_log()
+    assert logged(unit, TOOK_DOWN) == ['pre-series-upgrade']
 
     # A hook during the upgrade (a retried one, a manual run) touches nothing.
     fake_systemd.clear_calls()
@@ -122,7 +120,7 @@ def test_prepare_update_status_complete(unit: ReactiveUnit, fake_systemd: FakeSy
     assert fake_systemd.calls == []
     assert unit.flags() == {STARTED, IN_PROGRESS, DISABLED}
     assert unit.status() == BLOCKED
-    assert invoked(unit, TAKE_DOWN_HANDLER_ID) == ['pre-series-upgrade']
+    assert logged(unit, TOOK_DOWN) == ['pre-series-upgrade']
 
     # do-release-upgrade and reboots: nothing starts the held unit.
     unit.upgrade_os('24.04', 'noble')
@@ -135,7 +133,7 @@ def test_prepare_update_status_complete(unit: ReactiveUnit, fake_systemd: FakeSy
     assert fake_systemd.unit('cron.service') == {'enabled': 'disabled', 'active': 'inactive'}
     assert fake_systemd.held() == []
     assert unit.flags() == {STARTED}
-    assert invoked(unit, BRING_BACK_HANDLER_ID) == ['post-series-upgrade']
+    assert logged(unit, BROUGHT_BACK) == ['post-series-upgrade']
     # The library cleared its own status, then the charm's handler said its piece.
     status_sets = [c['args'] for c in unit.tool_calls('status-set')]
     assert status_sets[-2:] == [['active', ''], ['active', 'serving']]
@@ -216,8 +214,7 @@ def test_failed_prepare_is_retried_and_converges(unit: ReactiveUnit, fake_system
     assert unit.flags() == {STARTED}
     assert unit.status() != BLOCKED
     # But the before-state was written first, from the untouched services.
-    before = unit.record()['services']['systemd:web.service,cron.service']['units']
-    assert before['web.service'] == {'id': 'web.service', 'is_enabled': 'enabled', 'running': True}
+    assert states(unit.record())['web.service'] == ('web.service', 'enabled', True)
     assert ('series-prepare', 'failed') in unit.journal_stages()
 
     # juju resolve: Juju runs the hook again.
@@ -227,9 +224,9 @@ def test_failed_prepare_is_retried_and_converges(unit: ReactiveUnit, fake_system
     assert unit.flags() == {STARTED, IN_PROGRESS, DISABLED}
     assert unit.status() == BLOCKED
     # The retry kept the first record: web was enabled and running before.
-    assert unit.record()['services']['systemd:web.service,cron.service']['units'] == {
-        'web.service': {'id': 'web.service', 'is_enabled': 'enabled', 'running': True},
-        'cron.service': {'id': 'cron.service', 'is_enabled': 'disabled', 'running': False},
+    assert states(unit.record()) == {
+        'web.service': ('web.service', 'enabled', True),
+        'cron.service': ('cron.service', 'disabled', False),
     }
 
     unit.upgrade_os()
@@ -243,7 +240,7 @@ def test_failed_complete_is_retried_and_migrates_once(
 ):
     unit.pre_series_upgrade()
     unit.upgrade_os()
-    fake_systemd.fail_next('start', 'Failed to start web.service: Unit is busy.')
+    fake_systemd.fail_next('daemon-reload', 'Failed to reload daemon: Connection timed out')
 
     failed = unit.hook('post-series-upgrade', check=False)
 
@@ -289,7 +286,7 @@ def test_snap_services_through_snapd(
 
         register_series_upgrade_handlers(
             [SnapServices('myapp'), SystemdServices(['web'])],
-            started_flag='myapp.running',
+            started='myapp.running',
             disabled_flag='myapp.held',
         )
     """)

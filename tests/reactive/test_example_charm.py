@@ -40,6 +40,13 @@ def test_example_charm_prepare_and_complete(
         'run `juju upgrade-machine 3 complete`',
     )
 
+    # A config change during the upgrade (a hook retried by hand, say): the guard holds.
+    unit.set_flags('config.changed')
+    fake_systemd.clear_calls()
+    unit.hook('config-changed')
+    assert 'restart' not in fake_systemd.commands()
+    unit.clear_flags('config.changed')  # layer-basic clears it at the end of the hook
+
     unit.upgrade_os()
     unit.hook('post-series-upgrade')
 

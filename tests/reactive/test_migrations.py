@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 STARTED = 'charm.application.started'
 DISABLED = 'charm.application.disabled'
 IN_PROGRESS = 'upgrade.series.in-progress'
-RECORD_INSTALL_HANDLER_ID = 'charm_upgrade.reactive:record_fresh_install'
 HELD = (
     'blocked',
     'Migration 20260110-config-path failed (RuntimeError: /etc/myapp is read-only); '

@@ -1,11 +1,12 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""Registering the handlers: once per process, on charms.reactive's own bus.
+"""Registering the handlers: once per process, as a start-of-hook callback.
 
 The dispatch tests run hooks in fresh processes. The in-process tests here
 import charms.reactive into the test process, so they reset what they touch
-of its module-level state: the bus's handler registry (``Handler._HANDLERS``)
-and charmhelpers' unit state database (``unitdata._KV``, in memory here).
+of the module-level state: charmhelpers' start-of-hook callbacks
+(``hookenv._atstart``), charms.reactive's handler registry, the unit state
+database (``unitdata._KV``, in memory here), and the library's registration.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ pytestmark = pytest.mark.filterwarnings(
 IN_PROGRESS = 'upgrade.series.in-progress'
 STARTED = 'charm.application.started'
 DISABLED = 'charm.application.disabled'
-TAKE_DOWN = 'charm_upgrade.reactive:take_down_services'
-BRING_BACK = 'charm_upgrade.reactive:bring_back_services'
 
 
 # -- In fresh processes --------------------------------------------------------
@@ -57,15 +56,13 @@ def test_import_charm_upgrade_does_not_import_charms_reactive():
 
 REGISTER_TWICE = """
 from charmhelpers.core import hookenv
-from charms.reactive import bus
 
 from charm_upgrade import SystemdServices
 from charm_upgrade.reactive import register_series_upgrade_handlers
 
 first = register_series_upgrade_handlers(SystemdServices(['web']))
 second = register_series_upgrade_handlers(SystemdServices(['web.service']))
-ids = sorted(h.id() for h in bus.Handler.get_handlers() if h.id().startswith('charm_upgrade'))
-hookenv.log(f'same flow: {first is second}; handlers: {ids}')
+hookenv.log(f'same flow: {first is second}')
 """
 
 
@@ -84,9 +81,8 @@ def test_registering_twice_registers_once(
 
     unit.pre_series_upgrade()
 
-    assert f"same flow: True; handlers: ['{BRING_BACK}', '{TAKE_DOWN}']" in unit.juju_log()
-    invocations = [m for m in unit.juju_log().splitlines() if m.startswith('Invoking')]
-    assert invocations == [f'Invoking reactive handler: {TAKE_DOWN}']
+    assert 'same flow: True' in unit.juju_log()
+    assert unit.juju_log().count('charm-upgrade: took down web.service') == 1
     assert fake_systemd.commands().count('stop') == 1
     assert unit.flags() == {STARTED, IN_PROGRESS, DISABLED}
 
@@ -116,21 +112,27 @@ def test_registering_again_with_other_arguments_fails_the_hook(
 def test_library_warnings_reach_juju_log(
     make_unit: Callable[[str], ReactiveUnit], fake_systemd: FakeSystemd
 ):
-    # The flags say the services are down, but the before-state record is
-    # gone (a charm directory restored from an old backup, say).
-    fake_systemd.add_unit('web.service', enabled='disabled', active=False)
+    fake_systemd.add_unit('web.service')
+    fake_systemd.add_unit('cron.service')
     unit = make_unit(
         'from charm_upgrade import SystemdServices\n'
         'from charm_upgrade.reactive import register_series_upgrade_handlers\n'
-        "register_series_upgrade_handlers(SystemdServices(['web']))\n"
+        "register_series_upgrade_handlers(SystemdServices(['web', 'cron']))\n"
     )
-    unit.set_flags(STARTED, DISABLED)
+    unit.set_flags(STARTED)
+    unit.pre_series_upgrade()
+    fake_systemd.remove_unit('cron.service')  # the new release dropped it
 
     unit.hook('post-series-upgrade')
 
-    assert 'No before-state record' in unit.juju_log()
     warnings = [c for c in unit.tool_calls('juju-log') if c['args'][:2] == ['-l', 'WARNING']]
-    assert len(warnings) == 1
+    assert [c['args'][-1] for c in warnings] == [
+        # complete without do-release-upgrade (this unit's os-release was not rewritten)
+        'This machine still runs ubuntu@22.04: the OS was not upgraded, so the migrations '
+        'did not run; they run after the next series upgrade',
+        'cron.service was not brought back as recorded: '
+        'no longer exists after the OS upgrade: skipped',
+    ]
     assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
     assert unit.flags() == {STARTED}
 
@@ -140,12 +142,12 @@ def test_library_warnings_reach_juju_log(
 
 @pytest.fixture
 def reactive(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """charm_upgrade.reactive, with an empty bus and an in-memory unit state database."""
+    """charm_upgrade.reactive with nothing registered, and an in-memory unit state database."""
     import charmhelpers.osplatform
 
     # charmhelpers refuses to import on a host that is not Ubuntu.
     monkeypatch.setattr(charmhelpers.osplatform, 'get_platform', lambda: 'ubuntu')
-    from charmhelpers.core import unitdata
+    from charmhelpers.core import hookenv, unitdata
     from charms.reactive import bus
 
     import charm_upgrade.reactive
@@ -153,6 +155,8 @@ def reactive(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     saved_handlers = bus.Handler._HANDLERS
     saved_kv = unitdata._KV
     monkeypatch.setenv('UNIT_STATE_DB', ':memory:')
+    monkeypatch.setattr(hookenv, '_atstart', [])
+    monkeypatch.setattr(charm_upgrade.reactive, '_registered', None)
     bus.Handler.clear()
     unitdata._KV = None
     try:
@@ -162,41 +166,22 @@ def reactive(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         unitdata._KV = saved_kv
 
 
-def our_handlers() -> dict[str, Any]:
+def at_start() -> list[Any]:
+    """The start-of-hook callbacks queued with charmhelpers."""
+    from charmhelpers.core import hookenv
+
+    return [callback for callback, _, _ in hookenv._atstart]
+
+
+def test_registration_queues_one_start_of_hook_callback_and_no_handler(reactive: Any):
     from charms.reactive import bus
-
-    return {h.id(): h for h in bus.Handler.get_handlers() if h.id().startswith('charm_upgrade')}
-
-
-@pytest.mark.parametrize(
-    ('flags', 'take_down', 'bring_back'),
-    [
-        ((), False, False),
-        ((STARTED,), False, False),
-        ((IN_PROGRESS,), False, False),  # never started: nothing to take down
-        ((STARTED, IN_PROGRESS), True, False),
-        ((STARTED, IN_PROGRESS, DISABLED), False, False),  # the guard
-        ((STARTED, DISABLED), False, True),
-        ((DISABLED,), False, True),
-    ],
-)
-def test_handlers_match_the_flags(
-    reactive: Any, flags: tuple[str, ...], take_down: bool, bring_back: bool
-):
-    from charmhelpers.core import unitdata
-    from charms.reactive import set_flag
 
     from charm_upgrade import SystemdServices
 
     reactive.register_series_upgrade_handlers(SystemdServices(['web']))
-    for flag in flags:
-        set_flag(flag)
-    unitdata.kv().set('reactive.dispatch.phase', 'other')
 
-    handlers = our_handlers()
-    assert sorted(handlers) == [BRING_BACK, TAKE_DOWN]
-    assert handlers[TAKE_DOWN].test() is take_down
-    assert handlers[BRING_BACK].test() is bring_back
+    assert at_start() == [reactive._at_start]
+    assert list(bus.Handler.get_handlers()) == []
 
 
 def test_same_arguments_return_the_same_flow_and_add_nothing(reactive: Any):
@@ -208,13 +193,12 @@ def test_same_arguments_return_the_same_flow_and_add_nothing(reactive: Any):
     first = reactive.register_series_upgrade_handlers(
         [SystemdServices(['web'])], disabled_flag='held', migrate=migrate
     )
-    predicates = {i: len(h._predicates) for i, h in our_handlers().items()}
     second = reactive.register_series_upgrade_handlers(
         SystemdServices(['web.service']), disabled_flag='held', migrate=migrate
     )
 
     assert second is first
-    assert {i: len(h._predicates) for i, h in our_handlers().items()} == predicates
+    assert at_start() == [reactive._at_start]
     assert first.disabled_flag == 'held'
     assert first.migrate is migrate
 
@@ -223,9 +207,12 @@ def test_same_arguments_return_the_same_flow_and_add_nothing(reactive: Any):
     'other',
     [
         {'services': ['web', 'cron']},
-        {'started_flag': 'app.up'},
+        {'started': 'app.up'},
+        {'started': None},
         {'disabled_flag': 'app.down'},
         {'migrate': print},
+        {'before_take_down': print},
+        {'after_bring_back': print},
     ],
 )
 def test_other_arguments_are_refused(reactive: Any, other: dict[str, Any]):
@@ -235,22 +222,7 @@ def test_other_arguments_are_refused(reactive: Any, other: dict[str, Any]):
     names = other.pop('services', ['web'])
     with pytest.raises(CharmUpgradeError, match='already called with other arguments'):
         reactive.register_series_upgrade_handlers(SystemdServices(names), **other)
-    assert sorted(our_handlers()) == [BRING_BACK, TAKE_DOWN]
-
-
-def test_a_reset_bus_gets_the_handlers_again(reactive: Any):
-    from charms.reactive import bus
-
-    from charm_upgrade import SystemdServices
-
-    first = reactive.register_series_upgrade_handlers(SystemdServices(['web']))
-    bus.Handler.clear()
-    assert our_handlers() == {}
-
-    second = reactive.register_series_upgrade_handlers(SystemdServices(['cron']))
-
-    assert second is not first
-    assert sorted(our_handlers()) == [BRING_BACK, TAKE_DOWN]
+    assert at_start() == [reactive._at_start]
 
 
 def test_bad_services_register_nothing(reactive: Any):
@@ -265,4 +237,5 @@ def test_bad_services_register_nothing(reactive: Any):
                 SystemdServices(['web']),
             ]
         )
-    assert our_handlers() == {}
+    assert at_start() == []
+    assert reactive._registered is None

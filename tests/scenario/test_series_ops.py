@@ -125,13 +125,30 @@ def test_a_failed_complete_hook_is_retried_and_converges(
 ):
     state = prepare(ctx, ctx.run(ctx.on.start(), testing.State()))
     os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    fake_systemd.fail_next('start', 'Job for web.service failed.')
+    fake_systemd.fail_next('daemon-reload', 'Failed to reload daemon: Connection timed out')
     with pytest.raises(testing.errors.UncaughtCharmError):
         complete(ctx, state)
     state = complete(ctx, state)
     assert MIGRATIONS == [('ubuntu@22.04', 'ubuntu@24.04')]  # once: it had succeeded
     assert state.unit_status == testing.ActiveStatus()
     assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+
+
+def test_a_unit_that_does_not_start_is_named_and_the_others_come_back(
+    ctx: testing.Context[DemoCharm], fake_systemd: FakeSystemd, os_release: pathlib.Path
+):
+    fake_systemd.add_unit('cron.service')  # enabled and running, this time
+    state = prepare(ctx, ctx.run(ctx.on.start(), testing.State()))
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+    fake_systemd.remove_unit('cron.service')  # the new release dropped it
+
+    state = complete(ctx, state)
+
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert state.unit_status == testing.BlockedStatus(
+        'OS upgrade complete, but not brought back: '
+        'cron.service (no longer exists after the OS upgrade: skipped)'
+    )
 
 
 def test_a_status_the_charm_changed_is_left_alone(
@@ -169,3 +186,85 @@ def test_properties_follow_the_upgrade(ctx: testing.Context[DemoCharm]):
         assert upgrade.services_disabled
         assert upgrade.status == ops.BlockedStatus(BLOCKED)
         manager.run()
+
+
+CALLS: list[str] = []
+BROKEN: list[bool] = []
+
+
+class DrainingCharm(ops.CharmBase):
+    """A charm that drains and uncordons around the hold, and says itself when it is started."""
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        self.series_upgrade = charm_upgrade.SeriesUpgrade(
+            self,
+            services=charm_upgrade.SystemdServices(['web']),
+            started=self._started,
+            before_take_down=self.drain,
+            after_bring_back=self.uncordon,
+            migrate=self._migrate,
+        )
+
+    def _started(self) -> bool:
+        CALLS.append('started?')
+        return True
+
+    def drain(self) -> None:
+        CALLS.append('drain')
+
+    def uncordon(self) -> None:
+        CALLS.append('uncordon')
+
+    def _migrate(self, old: str, new: str) -> None:
+        CALLS.append('migrate')
+        if BROKEN:
+            raise OSError('/etc/web is read-only')
+
+
+def test_callbacks_and_a_started_callable_in_an_ops_charm(
+    fake_systemd: FakeSystemd, os_release: pathlib.Path
+):
+    CALLS.clear()
+    ctx = testing.Context(DrainingCharm, meta=META, machine_id='7', juju_version='3.6.14')
+    with ctx(ctx.on.update_status(), testing.State()) as manager:
+        preview = manager.charm.series_upgrade.preview()
+        manager.run()
+    assert preview.callbacks == ('before_take_down: drain', 'after_bring_back: uncordon')
+    state = prepare(ctx, testing.State())  # no start event: the callable decides
+    assert CALLS == ['started?', 'started?', 'drain']
+    assert fake_systemd.unit('web.service')['active'] == 'inactive'
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+
+    complete(ctx, state)
+
+    assert CALLS[3:] == ['migrate', 'uncordon']
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+
+
+def test_a_failing_migrate_holds_the_services_and_names_itself(
+    fake_systemd: FakeSystemd, os_release: pathlib.Path
+):
+    CALLS.clear()
+    ctx = testing.Context(DrainingCharm, meta=META, machine_id='7', juju_version='3.6.14')
+    state = prepare(ctx, testing.State())
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+    BROKEN.append(True)
+
+    state = complete(ctx, state)  # the hook succeeds, and says why
+
+    held = testing.BlockedStatus(
+        'Migration migrate failed (OSError: /etc/web is read-only); see upgrade-journal; '
+        'services stay down'
+    )
+    assert state.unit_status == held
+    assert fake_systemd.unit('web.service')['active'] == 'inactive'
+    state = ctx.run(ctx.on.update_status(), state)  # tried again at every hook
+    assert state.unit_status == held
+    assert CALLS.count('migrate') == 2
+
+    BROKEN.clear()
+    state = ctx.run(ctx.on.update_status(), state)
+    assert state.unit_status == testing.ActiveStatus()
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert CALLS[-1] == 'uncordon'

@@ -27,6 +27,8 @@ from charm_upgrade._flags import (
     UPGRADE_SERIES_IN_PROGRESS,
 )
 from charm_upgrade._migrations import REFRESH, SERIES
+from charm_upgrade._series_status import series_intent
+from charm_upgrade._status import StatusIntent
 
 if TYPE_CHECKING:
     import pathlib
@@ -36,17 +38,26 @@ if TYPE_CHECKING:
 
 
 class DictFlags:
+    """Flags with values, as charms.reactive keeps them; committed only by commit()."""
+
     def __init__(self, *flags: str):
-        self.flags = set(flags)
+        self.values: dict[str, str | None] = dict.fromkeys(flags)
+
+    @property
+    def flags(self) -> set[str]:
+        return set(self.values)
 
     def is_set(self, flag: str) -> bool:
-        return flag in self.flags
+        return flag in self.values
 
-    def set(self, flag: str) -> None:
-        self.flags.add(flag)
+    def set(self, flag: str, value: str | None = None) -> None:
+        self.values[flag] = value
 
     def clear(self, flag: str) -> None:
-        self.flags.discard(flag)
+        self.values.pop(flag, None)
+
+    def value(self, flag: str) -> str | None:
+        return self.values.get(flag)
 
 
 class RecordingGroup(Services):
@@ -121,11 +132,12 @@ def test_prepare_then_complete(
     assert record is not None
     assert record.old_base == 'ubuntu@22.04'
     assert record.target_base == 'ubuntu@24.04'
-    assert record.services['systemd:web.service,cron.service']['units']['web.service'] == {
-        'id': 'web.service',
-        'is_enabled': 'enabled',
-        'running': True,
+    web = record.services['systemd:web.service,cron.service']['units']['web.service']
+    assert (web['id'], web['is_enabled'], web['running']) == ('web.service', 'enabled', True)
+    assert web['wants'] == {
+        'multi-user.target.wants/web.service': str(fake_systemd.config_dir / 'web.service')
     }
+    assert flags.value(APPLICATION_DISABLED) == record.token
 
     # An unrelated hook during the upgrade (update-status, a start after reboot).
     fake_systemd.clear_calls()
@@ -193,12 +205,12 @@ def test_a_failed_migration_is_retried_and_a_done_one_is_not(
     flow = SeriesUpgradeFlow(units, flags=flags, migrate=migrate)
     prepare(flow)
     os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    with pytest.raises(RuntimeError, match='disk full'):
+    with pytest.raises(MigrationError, match=r'migrate failed \(RuntimeError: disk full\)'):
         complete(flow)
     assert flags.is_set(APPLICATION_DISABLED)
     assert fake_systemd.unit('web.service')['active'] == 'inactive'  # not started half-migrated
 
-    fake_systemd.fail_next('start', 'Job for web.service failed.')
+    fake_systemd.fail_next('daemon-reload', 'Failed to reload daemon: Connection timed out')
     with pytest.raises(SystemdError):
         flow.run()
     assert calls == ['ubuntu@24.04', 'ubuntu@24.04']  # ran again, and succeeded
@@ -245,17 +257,173 @@ def test_target_base_falls_back_to_os_release_at_complete(
     assert seen == [('ubuntu@22.04', 'ubuntu@24.04')]
 
 
-def test_a_missing_record_brings_everything_back(
+def test_a_missing_record_brings_nothing_back(
     units: SystemdServices, fake_systemd: FakeSystemd, caplog: pytest.LogCaptureFixture
 ):
     flags = DictFlags(APPLICATION_STARTED)
     flow = SeriesUpgradeFlow(units, flags=flags)
     prepare(flow)
     flow.record_path.unlink()
-    with caplog.at_level(logging.WARNING):
+    fake_systemd.clear_calls()
+    assert complete(flow) is Step.NOTHING
+    # No record of what was taken down: nothing is "restored" from a guess.
+    assert fake_systemd.calls == []
+    assert fake_systemd.unit('cron.service') == {'enabled': 'disabled', 'active': 'inactive'}
+    assert flags.is_set(APPLICATION_DISABLED)
+
+
+def test_a_disabled_flag_set_by_someone_else_is_never_restored(fake_systemd: FakeSystemd):
+    # A charm passed its pause flag as the disabled flag; the operator paused
+    # the unit: the services are stopped and disabled by the charm, not by us.
+    fake_systemd.add_unit('web.service', enabled='disabled', active=False)
+    flags = DictFlags(APPLICATION_STARTED, 'charm.paused')
+    flow = SeriesUpgradeFlow(SystemdServices(['web']), flags=flags, disabled_flag='charm.paused')
+    fake_systemd.clear_calls()
+
+    assert flow.run() is Step.NOTHING  # update-status, say
+
+    assert fake_systemd.calls == []
+    assert fake_systemd.unit('web.service') == {'enabled': 'disabled', 'active': 'inactive'}
+    assert flags.is_set('charm.paused')
+    # Nor after an upgrade of ours that completed long ago.
+    flags.clear('charm.paused')
+    prepare(flow)
+    complete(flow)
+    flags.set('charm.paused')
+    fake_systemd.clear_calls()
+    assert flow.run() is Step.NOTHING
+    assert fake_systemd.calls == []
+    assert flags.is_set('charm.paused')
+
+
+def test_our_flag_left_set_by_a_failed_hook_after_complete_is_cleared(
+    units: SystemdServices, fake_systemd: FakeSystemd
+):
+    # complete brought everything back, then a later handler failed the hook:
+    # the framework dropped the flag's clear, but the record says completed.
+    flags = DictFlags(APPLICATION_STARTED)
+    flow = SeriesUpgradeFlow(units, flags=flags)
+    prepare(flow)
+    held_token = flags.value(APPLICATION_DISABLED)
+    complete(flow)
+    flags.set(APPLICATION_DISABLED, held_token)  # the dropped clear
+    fake_systemd.clear_calls()
+
+    assert flow.run() is Step.NOTHING
+
+    assert not flags.is_set(APPLICATION_DISABLED)
+    assert fake_systemd.calls == []
+
+
+@pytest.mark.parametrize(
+    ('started', 'taken_down'),
+    [
+        (lambda: True, True),
+        (lambda: False, False),
+        (None, True),
+        ('components.started', False),
+    ],
+)
+def test_the_started_condition_is_a_flag_a_callable_or_absent(
+    units: SystemdServices, fake_systemd: FakeSystemd, started: Any, taken_down: bool
+):
+    # The default flag is set, but the flow asks what it was given.
+    flow = SeriesUpgradeFlow(units, flags=DictFlags(APPLICATION_STARTED), started=started)
+    step = prepare(flow)
+    assert (step is Step.TOOK_DOWN) is taken_down
+    assert (fake_systemd.unit('web.service')['active'] == 'inactive') is taken_down
+
+
+def test_a_started_callable_is_asked_only_at_prepare(units: SystemdServices):
+    asked: list[str] = []
+    flow = SeriesUpgradeFlow(
+        units, flags=DictFlags(), started=lambda: bool(asked.append('asked')) or True
+    )
+    flow.run()  # update-status
+    assert asked == []
+    prepare(flow)
+    assert asked == ['asked']
+    complete(flow)
+    assert asked == ['asked']
+
+
+def test_callbacks_run_around_the_hold_with_their_step(
+    units: SystemdServices, fake_systemd: FakeSystemd, os_release: pathlib.Path
+):
+    log: list[str] = []
+    fail = {'drain': 1, 'uncordon': 1}
+
+    def drain() -> None:
+        log.append(f'drain web={fake_systemd.unit("web.service")["active"]}')
+        if fail['drain']:
+            fail['drain'] -= 1
+            raise RuntimeError('kubectl drain timed out')
+
+    def uncordon() -> None:
+        log.append(f'uncordon web={fake_systemd.unit("web.service")["active"]}')
+        if fail['uncordon']:
+            fail['uncordon'] -= 1
+            raise RuntimeError('the API server is not up yet')
+
+    flags = DictFlags(APPLICATION_STARTED)
+    flow = SeriesUpgradeFlow(units, flags=flags, before_take_down=drain, after_bring_back=uncordon)
+    assert flow.preview().callbacks == ('before_take_down: drain', 'after_bring_back: uncordon')
+    # A failing drain fails prepare before any service is touched; a retry drains again.
+    with pytest.raises(RuntimeError, match='drain timed out'):
+        prepare(flow)
+    assert fake_systemd.unit('web.service')['active'] == 'active'
+    assert prepare(flow) is Step.TOOK_DOWN
+    assert log == ['drain web=active', 'drain web=active']
+    assert [c.split(':')[0] for c in flow.preview().callbacks] == ['after_bring_back']
+
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+    with pytest.raises(RuntimeError, match='API server'):
         complete(flow)
-    assert 'No before-state record' in caplog.text
-    assert fake_systemd.unit('cron.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert flags.is_set(APPLICATION_DISABLED)  # the step is not done: it runs again
+    assert complete(flow) is Step.BROUGHT_BACK
+    assert log[2:] == ['uncordon web=active', 'uncordon web=active']
+    assert not flags.is_set(APPLICATION_DISABLED)
+    callbacks = ('before-take-down', 'after-bring-back')
+    stages = [(r['stage'], r['event']) for r in Journal().read() if r['stage'] in callbacks]
+    assert stages == [
+        ('before-take-down', 'start'),
+        ('before-take-down', 'failed'),
+        ('before-take-down', 'start'),
+        ('before-take-down', 'ended'),
+        ('after-bring-back', 'start'),
+        ('after-bring-back', 'failed'),
+        ('after-bring-back', 'start'),
+        ('after-bring-back', 'ended'),
+    ]
+
+
+def test_a_unit_the_os_upgrade_removed_is_skipped_and_the_rest_come_back(
+    fake_systemd: FakeSystemd, os_release: pathlib.Path
+):
+    fake_systemd.add_unit('app.service')
+    fake_systemd.add_unit('helper.service')
+    flags = DictFlags(APPLICATION_STARTED)
+    journal = Journal()
+    flow = SeriesUpgradeFlow(SystemdServices(['app', 'helper']), flags=flags, journal=journal)
+    prepare(flow)
+    fake_systemd.remove_unit('helper.service')  # the new release dropped it
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+
+    assert complete(flow) is Step.BROUGHT_BACK
+
+    assert fake_systemd.unit('app.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert fake_systemd.held() == []
+    assert flow.last_result is not None
+    assert flow.last_result.skipped == {
+        'helper.service': 'no longer exists after the OS upgrade: skipped'
+    }
+    record = flow.read_record()
+    assert record is not None
+    assert record.phase == 'completed'
+    assert record.skipped == flow.last_result.skipped
+    (up,) = [e for e in journal.timeline() if e.stage == 'services-up']
+    assert up.details['skipped'] == flow.last_result.skipped
+    assert up.details['group'] == 'systemd:app.service,helper.service'
 
 
 def test_a_second_upgrade_records_a_fresh_before_state(
@@ -285,6 +453,15 @@ def test_stages_are_journaled(
     os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     complete(flow)
     events = [(r['stage'], r['event']) for r in journal.read()]
+    downs = [
+        r['details']
+        for r in journal.read()
+        if (r['stage'], r['event']) == ('services-down', 'start')
+    ]
+    assert downs[0] == {
+        'group': 'systemd:web.service,cron.service',
+        'services': ['web.service', 'cron.service'],
+    }
     assert events == [
         ('series-prepare', 'start'),
         ('services-down', 'start'),
@@ -346,6 +523,7 @@ def test_a_unit_a_package_enabled_during_the_upgrade_is_disabled_again(
     fake_systemd.add_unit('cron.service', enabled='enabled', active=False)  # a postinst did it
     complete(flow)
     assert fake_systemd.unit('cron.service') == {'enabled': 'disabled', 'active': 'inactive'}
+    assert fake_systemd.links('cron.service') == []
 
 
 def test_groups_dropped_from_the_list_between_prepare_and_complete_come_back(
@@ -480,3 +658,65 @@ def test_migrations_go_to_the_base_the_machine_runs_not_the_one_targeted(
         complete(flow)
     assert seen == [('ubuntu@22.04', 'ubuntu@23.10')]
     assert 'targeted ubuntu@24.04 but this machine now runs ubuntu@23.10' in caplog.text
+
+
+def test_a_failing_migrate_callback_is_held_like_a_failing_series_migration(
+    units: SystemdServices, fake_systemd: FakeSystemd, os_release: pathlib.Path
+):
+    broken = [True]
+
+    def migrate(old: str, new: str) -> None:
+        if broken[0]:
+            raise OSError('/etc/myapp is read-only')
+
+    flags = DictFlags(APPLICATION_STARTED)
+    flow = SeriesUpgradeFlow(units, flags=flags, migrate=migrate)
+    prepare(flow)
+    flags.clear(UPGRADE_SERIES_IN_PROGRESS)
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+
+    with pytest.raises(MigrationError) as info:
+        flow.run()
+
+    assert info.value.migration_id == 'migrate'
+    assert fake_systemd.unit('web.service')['active'] == 'inactive'
+    # The status says which migration holds the services, not "run complete".
+    assert series_intent(flow, in_progress=False) == StatusIntent(
+        'blocked',
+        'Migration migrate failed (OSError: /etc/myapp is read-only); see upgrade-journal; '
+        'services stay down',
+        'series',
+    )
+    broken[0] = False
+    assert flow.run() is Step.BROUGHT_BACK
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert flow.migrate_failure() is None
+    assert series_intent(flow, in_progress=False) is None
+
+
+def test_a_renamed_refresh_migration_does_not_keep_the_services_down_at_complete(
+    units: SystemdServices, fake_systemd: FakeSystemd, os_release: pathlib.Path
+):
+    # A refresh migration applied under a name a later charm revision fixed.
+    Migrations([Migration('20260301-db-v2-typo', 'db', kind=REFRESH, up=lambda ctx: None)]).run(
+        REFRESH, old='1', new='2'
+    )
+    ran: list[str] = []
+    migrations = Migrations(
+        [
+            Migration('20260301-db-v2', 'db', kind=REFRESH, up=lambda ctx: None),
+            Migration('20260401-paths', 'paths', kind=SERIES, up=lambda c: ran.append(c.new)),
+        ]
+    )
+    flags = DictFlags(APPLICATION_STARTED)
+    flow = SeriesUpgradeFlow(units, flags=flags, migrations=migrations)
+    prepare(flow)
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+
+    assert complete(flow) is Step.BROUGHT_BACK
+
+    assert ran == ['ubuntu@24.04']
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+    # A series migration the code does not know still holds a series upgrade.
+    assert migrations.blocked_message(REFRESH) is not None
+    assert migrations.blocked_message(SERIES) is None

@@ -31,6 +31,7 @@ import pytest
 
 from charm_upgrade import Migration, Migrations
 from charm_upgrade._migrations import SERIES
+from charm_upgrade._systemd import HOLD_DROPIN_NAME
 from charm_upgrade.testing import FakeSnapd
 
 if TYPE_CHECKING:
@@ -87,24 +88,27 @@ wrap(Snapd, 'start', after=True)
 
 
 class Flags:
-    """The hook's flags: committed only when the hook ends well, as Juju does."""
+    """The hook's flags, with values: committed only when the hook ends well, as Juju does."""
 
     def __init__(self):
         self.path = WORK / 'flags.json'
-        self.flags = set(json.loads(self.path.read_text()))
+        self.flags = json.loads(self.path.read_text())
 
     def is_set(self, flag):
         return flag in self.flags
 
-    def set(self, flag):
-        self.flags.add(flag)
+    def set(self, flag, value=None):
+        self.flags[flag] = value
 
     def clear(self, flag):
-        self.flags.discard(flag)
+        self.flags.pop(flag, None)
+
+    def value(self, flag):
+        return self.flags.get(flag)
 
     def commit(self):
         tmp = self.path.with_suffix('.tmp')
-        tmp.write_text(json.dumps(sorted(self.flags)))
+        tmp.write_text(json.dumps(self.flags, sort_keys=True))
         os.replace(tmp, self.path)
 
 
@@ -255,9 +259,9 @@ class Machine:
         found += [p.name for p in backups.iterdir()] if backups.exists() else []
         found += [
             str(p)
-            for drop_ins in self.systemd.config_dir.iterdir()
+            for drop_ins in self.systemd.config_dir.glob('*.d')
             for p in drop_ins.iterdir()
-            if p.name != 'zz-charm-upgrade-hold.conf'
+            if p.name != HOLD_DROPIN_NAME
         ]
         return found  # and the data is compared whole, staging copies included
 
@@ -270,7 +274,7 @@ def machine(
     work.mkdir()
     (work / 'child.py').write_text(CHILD)
     (work / 'os-release').write_text('ID=ubuntu\nVERSION_ID="22.04"\n')
-    (work / 'flags.json').write_text(json.dumps(['charm.application.started']))
+    (work / 'flags.json').write_text(json.dumps({'charm.application.started': None}))
     for name, text in ORIGINAL_DATA.items():
         (work / 'data' / name).parent.mkdir(parents=True, exist_ok=True)
         (work / 'data' / name).write_text(text)
@@ -281,6 +285,7 @@ def machine(
         [Migration('0-base', 'installed', kind=SERIES, up=lambda ctx: None)]
     ).mark_installed(base='ubuntu@22.04')
     with FakeSnapd(change_duration=0.001) as snapd:
+        snapd.attach(fake_systemd)  # the snap's services are the machine's units
         snapd.add_snap('demo', services=['web', 'worker'])
         snapd.set_service_state('demo', 'worker', enabled=False, active=False)
         yield Machine(work, state_dir, fake_systemd, snapd)

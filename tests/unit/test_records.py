@@ -140,7 +140,7 @@ def test_a_damaged_before_state_stops_complete_with_the_units_left_down(
     message = str(caught.value)
     assert message.startswith(str(flow.record_path))
     assert problem in message
-    assert 'removing it makes complete bring every listed service back enabled' in message
+    assert 'removing it makes complete bring nothing back' in message
     assert caught.value.path == str(flow.record_path)
     # Not read as "nothing recorded": the operator's disabled, stopped unit is
     # not brought back enabled and running; nothing is touched.

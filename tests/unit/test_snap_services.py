@@ -122,11 +122,14 @@ def test_mixed_groups_in_a_series_upgrade(snapd: FakeSnapd, fake_systemd: FakeSy
         def is_set(self, flag: str) -> bool:
             return flag in self.flags
 
-        def set(self, flag: str) -> None:
+        def set(self, flag: str, value: str | None = None) -> None:
             self.flags.add(flag)
 
         def clear(self, flag: str) -> None:
             self.flags.discard(flag)
+
+        def value(self, flag: str) -> str | None:
+            return None
 
     flow = SeriesUpgradeFlow(
         [SystemdServices(['proxy']), SnapServices('demo', ['web'])], flags=Flags()

@@ -25,6 +25,13 @@ def install_and_start() -> None:
     set_flag('charm.application.started')
 
 
+@when('config.changed', 'charm.application.started')
+@when_not('charm.application.disabled')
+def restart_on_config_change() -> None:
+    # The one guard: from prepare until complete the service stays down.
+    subprocess.run(['systemctl', 'restart', 'myapp.service'], check=True)
+
+
 @when('charm.application.started')
 @when_not('charm.application.disabled')
 def ready() -> None:
