@@ -107,7 +107,7 @@ def main() -> None:
             rows,
         )
     )
-    print('ours: show + daemon-reload + disable + stop, then daemon-reload + enable + start')
+    print('ours: show + daemon-reload + stop, then show + daemon-reload + start + show')
 
 
 if __name__ == '__main__':

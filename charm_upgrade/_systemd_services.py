@@ -222,7 +222,7 @@ class SystemdServices(Services):
         triggers: dict[str, bool] = dict(before.get('triggers') or {})
         now = _systemd.show([*self._units, *triggers])
         present = self._present(units, now, result)
-        self._restore_enablement(units, present, result)
+        self._restore_enablement(units, now, present, result)
         _systemd.release({units[name]['id'] for name in self._units} | set(present.values()))
         start = [
             present[name]
@@ -268,13 +268,19 @@ class SystemdServices(Services):
     def _restore_enablement(
         self,
         units: Mapping[str, dict[str, Any]],
+        now: Mapping[str, UnitState],
         present: Mapping[str, str],
         result: BringBackResult,
     ) -> None:
         # Links first, the way the record has them; "disable" (links no longer
         # wanted) before "enable" (links put back).
         same = {name: present[name] for name in present if name not in result.renamed}
-        current = _systemd.enablement_links({present[name]: units[name]['names'] for name in same})
+        current = _systemd.enablement_links(
+            {
+                present[name]: now[name].names if name in result.renamed else units[name]['names']
+                for name in present
+            }
+        )
         stale = [
             link
             for name, unit_id in same.items()
@@ -291,11 +297,20 @@ class SystemdServices(Services):
             missing = sorted(dangling & {*units[name]['links'], *units[name]['wants']})
             if missing:
                 result.skipped[name] = f'links not put back, their targets are gone: {missing}'
-        # A renamed unit: its recorded links were the old unit's.
+        # A renamed unit: its recorded links were the old unit's, so it is
+        # enabled or disabled by its new id, if its boot links say otherwise
+        # (is-enabled would count an alias link as enabled).
+        renamed = {name: present[name] for name in result.renamed}
         disable = [
-            present[name] for name in result.renamed if units[name]['is_enabled'] == 'disabled'
+            unit_id
+            for name, unit_id in renamed.items()
+            if units[name]['is_enabled'] == 'disabled' and current[unit_id].wants
         ]
-        enable = [present[name] for name in result.renamed if _was_enabled(units[name])]
+        enable = [
+            unit_id
+            for name, unit_id in renamed.items()
+            if _was_enabled(units[name]) and not current[unit_id].wants
+        ]
         for verb, ids in (('disable', disable), ('enable', enable)):
             if ids:
                 failure = _systemd.try_systemctl(verb, '--no-reload', '--', *ids)

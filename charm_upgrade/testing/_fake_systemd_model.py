@@ -619,9 +619,15 @@ class _Command:
         self.code = 0 if all(s == 'active' for s in states) else 3
 
     def do_is_enabled(self) -> None:
-        states = [self.m.unit_file_state(self.m.resolve(n)) or 'not-found' for n in self.names]
+        states = [self._enablement(full_name(n)) for n in self.names]
         self.out += states
         self.code = 0 if all(s == 'enabled' for s in states) else 1
+
+    def _enablement(self, name: str) -> str:
+        unit = self.m.resolve(name)
+        if unit.load_state == 'loaded' and unit.id != name:
+            return 'alias'
+        return self.m.unit_file_state(unit) or 'not-found'
 
 
 def _parse(path: pathlib.Path) -> dict[str, dict[str, list[str]]]:

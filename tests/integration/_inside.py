@@ -11,7 +11,9 @@ charm's stored state. Every command prints one JSON object on stdout.
     python _inside.py series prepare|complete SPEC   # SPEC: JSON list of groups
     python _inside.py bench-systemd N ROUNDS         # ours vs service_pause, N units
 
-A group in SPEC is ``{"systemd": [unit, ...]}`` or ``{"snap": name, "services": [...]|null}``.
+A group in SPEC is ``{"systemd": [unit, ...], "allow_unlisted_triggers": bool}`` or
+``{"snap": name, "services": [...]|null}``. A step that the library refuses
+prints ``{"error": ...}``; every step prints the ``systemctl`` calls it made.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from charm_upgrade import SnapServices, SystemdServices
+from charm_upgrade import CharmUpgradeError, SnapServices, SystemdServices, _systemd
 from charm_upgrade._flags import APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from charm_upgrade._series_flow import SeriesUpgradeFlow
 from charm_upgrade._services import Services
@@ -38,33 +40,47 @@ class FileFlags:
     def __init__(self, path: pathlib.Path) -> None:
         self.path = path
 
-    def _read(self) -> set[str]:
+    def _read(self) -> dict[str, str | None]:
         try:
-            return set(json.loads(self.path.read_text()))
+            return json.loads(self.path.read_text())
         except FileNotFoundError:
-            return set()
+            return {}
 
-    def _write(self, flags: set[str]) -> None:
-        self.path.write_text(json.dumps(sorted(flags)))
+    def _write(self, flags: dict[str, str | None]) -> None:
+        self.path.write_text(json.dumps(flags, sort_keys=True))
 
     def is_set(self, flag: str) -> bool:
         return flag in self._read()
 
-    def set(self, flag: str) -> None:
-        self._write(self._read() | {flag})
+    def set(self, flag: str, value: str | None = None) -> None:
+        self._write({**self._read(), flag: value})
 
     def clear(self, flag: str) -> None:
-        self._write(self._read() - {flag})
+        self._write({k: v for k, v in self._read().items() if k != flag})
+
+    def value(self, flag: str) -> str | None:
+        return self._read().get(flag)
 
 
 def groups(spec: list[dict[str, Any]]) -> list[Services]:
     result: list[Services] = []
     for group in spec:
         if 'systemd' in group:
-            result.append(SystemdServices(group['systemd']))
+            allow = bool(group.get('allow_unlisted_triggers'))
+            result.append(SystemdServices(group['systemd'], allow_unlisted_triggers=allow))
         else:
             result.append(SnapServices(group['snap'], group.get('services')))
     return result
+
+
+def count_systemctl_calls(log: pathlib.Path) -> None:
+    """Point the library at a systemctl that logs each call's subcommand to ``log``."""
+    wrapper = log.with_suffix('.sh')
+    first_word = f'case "$a" in --*) ;; *) echo "$a" >> {log}; break;; esac'
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do {first_word}; done\nexec systemctl "$@"\n')
+    wrapper.chmod(0o755)
+    log.unlink(missing_ok=True)
+    _systemd.SYSTEMCTL = str(wrapper)
 
 
 def series(step: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
@@ -89,15 +105,28 @@ def series(step: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
         flags.set(UPGRADE_SERIES_IN_PROGRESS)
     else:
         flags.clear(UPGRADE_SERIES_IN_PROGRESS)
-    flow = SeriesUpgradeFlow(groups(spec), flags=flags, migrate=migrate)
+    calls = STATE_DIR / f'systemctl-{step}.log'
+    count_systemctl_calls(calls)
     began = time.monotonic()
-    done = flow.run(target_base='debian@13')
+    try:
+        flow = SeriesUpgradeFlow(groups(spec), flags=flags, migrate=migrate)
+        done = flow.run(target_base='debian@13').value
+    except CharmUpgradeError as e:
+        return {'error': f'{type(e).__name__}: {e}', 'calls': _calls(calls)}
+    result = flow.last_result
     record = flow.read_record()
     return {
-        'step': done.value,
+        'step': done,
         'seconds': time.monotonic() - began,
         'record': record.to_json() if record is not None else None,
+        'skipped': result.skipped if result else {},
+        'renamed': result.renamed if result else {},
+        'calls': _calls(calls),
     }
+
+
+def _calls(log: pathlib.Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
 
 
 def _systemctl(*args: str) -> int:

@@ -292,6 +292,30 @@ def record_note(container: Container) -> Callable[[str], None]:
     return note
 
 
+@pytest.fixture
+def run_step(
+    container: Container, inside_driver: str, request: pytest.FixtureRequest
+) -> Callable[[str, list[dict[str, Any]]], dict[str, Any]]:
+    """Run a series step (prepare, complete) inside, in a new process; return what it printed.
+
+    Each test has its own state directory, so its record and flags start empty
+    (a container per distribution, so no parameter in the name).
+    """
+    state_dir = f'/var/lib/cu-it-state/{request.node.originalname}'
+    container.exec(['rm', '-rf', state_dir])
+
+    def step(name: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
+        python = ['/opt/venv/bin/python', '-W', 'error', inside_driver]
+        result = container.exec(
+            [*python, 'series', name, json.dumps(spec)],
+            env={'CHARM_UPGRADE_STATE_DIR': state_dir},
+            timeout=300,
+        )
+        return json.loads(result.stdout.splitlines()[-1])
+
+    return step
+
+
 @pytest.fixture(scope='session')
 def inside_driver(container: Container, container_python: InsidePython) -> str:
     """_inside.py copied into the share; the path of it inside the container.

@@ -1,15 +1,14 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""Series upgrade on the real systemd and snapd, across a real reboot (issue tests 1 and 2).
+"""Series upgrade on the real systemd and snapd, across a real reboot.
 
 Each step runs in its own process inside the container (``_inside.py``), as a
 hook would. Between prepare and complete the tests do what an OS upgrade does
 to services: a package's maintainer script enables them again and runs
 ``deb-systemd-invoke restart``, root runs ``systemctl start``, another unit
 pulls them in with ``Wants=``, a client connects to a socket, and the machine
-reboots. Decision 3 of the API
-promises that none of that runs a held service, and decision 4 that complete
-restores exactly the before-state.
+reboots. None of that may run a held service ("held down means held down"),
+and complete restores exactly the state before.
 """
 
 from __future__ import annotations
@@ -19,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from _snaps import PROBE, UP, reset, services, web_page
+from _units import condition_results, connect_to, held, unit_states
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from _container import Container
     from conftest import Probe
-
-HOLD = 'zz-charm-upgrade-hold.conf'
 LONG_RUNNING = '[Service]\nExecStart=/bin/sleep infinity\n'
 INSTALL = '[Install]\nWantedBy=multi-user.target\n'
 UNITS = {
@@ -68,51 +66,11 @@ BEFORE = {
     'cu-sock.socket': ('enabled', 'active'),
     'cu-sock.service': ('static', 'active'),
 }
-SOCKET_CLIENT = ['curl', '-m', '1', '-sS', '--unix-socket', '/run/cu-sock.sock', 'http://cu/']
 
 
 def connect(container: Container) -> int:
     """Connect to cu-sock.socket: 7 when refused, 28 (time-out) when it accepted."""
-    return container.exec(SOCKET_CLIENT, check=False).returncode
-
-
-def unit_states(container: Container, names: list[str]) -> dict[str, tuple[str, str]]:
-    """name -> (`systemctl is-enabled`, `systemctl is-active`)."""
-    enabled = container.exec(['systemctl', 'is-enabled', *names], check=False).stdout.split()
-    active = container.exec(['systemctl', 'is-active', *names], check=False).stdout.split()
-    return dict(zip(names, zip(enabled, active, strict=True), strict=True))
-
-
-def condition_results(container: Container, names: list[str]) -> list[str]:
-    """`ConditionResult` per unit: ``no`` once systemd skipped a start for the hold."""
-    out = container.exec(['systemctl', 'show', '-p', 'ConditionResult', '--', *names]).stdout
-    return [line.partition('=')[2] for line in out.split()]
-
-
-def held(container: Container, units: list[str]) -> list[str]:
-    """Units that have the library's hold drop-in on disk."""
-    return [u for u in units if container.host_path(f'/etc/systemd/system/{u}.d/{HOLD}').exists()]
-
-
-@pytest.fixture
-def run_step(
-    container: Container, inside_driver: str, request: pytest.FixtureRequest
-) -> Callable[[str, list[dict[str, Any]]], dict[str, Any]]:
-    """Run prepare or complete inside, in a new process; return what it printed."""
-    # One directory per test (a container per distribution, so no parameter in the name).
-    state_dir = f'/var/lib/cu-it-state/{request.node.originalname}'
-    container.exec(['rm', '-rf', state_dir])
-
-    def step(name: str, spec: list[dict[str, Any]]) -> dict[str, Any]:
-        python = ['/opt/venv/bin/python', '-W', 'error', inside_driver]
-        result = container.exec(
-            [*python, 'series', name, json.dumps(spec)],
-            env={'CHARM_UPGRADE_STATE_DIR': state_dir},
-            timeout=300,
-        )
-        return json.loads(result.stdout.splitlines()[-1])
-
-    return step
+    return connect_to(container, '/run/cu-sock.sock')
 
 
 @pytest.fixture

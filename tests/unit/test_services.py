@@ -158,13 +158,36 @@ def test_a_unit_renamed_by_the_os_upgrade_is_followed(fake_systemd: FakeSystemd)
     fake_systemd.systemctl('daemon-reload')
     fake_systemd.systemctl('start', 'named.service')
     assert fake_systemd.unit('named')['active'] == 'inactive'
+    fake_systemd.clear_calls()
 
     result = services.bring_back(before)
 
     assert result == BringBackResult(renamed={'bind9.service': 'named.service'})
+    # Enabled by its package already: no enable of its own.
+    assert fake_systemd.commands() == ['show', 'daemon-reload', 'start', 'show']
     assert fake_systemd.unit('named') == {'enabled': 'enabled', 'active': 'active'}
     assert fake_systemd.unit('web') == {'enabled': 'enabled', 'active': 'active'}
     assert fake_systemd.held() == []
+
+
+def test_a_renamed_unit_the_package_left_disabled_is_enabled(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('bind9', path='/lib/systemd/system/bind9.service')
+    services = SystemdServices(['bind9'])
+    before = services.read_state()
+    services.take_down(before)
+    fake_systemd.rename_unit('bind9', 'named')
+    fake_systemd.remove_unit('named')  # not enabled by its package...
+    fake_systemd.add_unit('named', path='/lib/systemd/system/named.service', enabled='disabled')
+    fake_systemd.machine.config_dir.joinpath('bind9.service').symlink_to(
+        fake_systemd.machine.vendor_dir / 'named.service'
+    )  # ...but its alias link is there
+    fake_systemd.clear_calls()
+
+    result = services.bring_back(before)
+
+    assert result.renamed == {'bind9.service': 'named.service'}
+    assert fake_systemd.unit('named') == {'enabled': 'enabled', 'active': 'active'}
+    assert fake_systemd.commands() == ['show', 'enable', 'daemon-reload', 'start', 'show']
 
 
 def test_a_renamed_unit_that_was_disabled_is_disabled_again(fake_systemd: FakeSystemd):
