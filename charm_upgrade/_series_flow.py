@@ -42,11 +42,10 @@ import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import _bases, _clock, _lock, _records, _state
+from . import _bases, _clock, _lock, _records, _series_preview, _state
 from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from ._journal import Journal
 from ._migrations import SERIES, STATE_NAME
-from ._preview import Preview, ServicePreview
 from ._records import SeriesRecord
 from ._services import BringBackResult, Services, group_from_record
 from .errors import MigrationError, ServiceError
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
 
     from ._flags import FlagStore
     from ._migrations import Migrations
+    from ._preview import Preview
 
 __all__ = [
     'RECORD_NAME',
@@ -282,49 +282,7 @@ class SeriesUpgradeFlow:
             SystemdError: ``systemctl`` failed.
             SnapdError: snapd failed.
         """
-        current = _bases.current_base()
-        record = self.read_record() if self.flags.is_set(self.disabled_flag) else None
-        if record is not None and record.phase == 'prepared':
-            rows = [
-                ServicePreview(name, enabled, running, _up_action(enabled, running))
-                for state in record.services.values()
-                for name, enabled, running in _rows(state)
-            ]
-            return Preview(
-                step='series-complete',
-                summary='bring the services back as they were before the upgrade',
-                services=tuple(rows),
-                current_base=current,
-                target_base=record.target_base or current,
-                pending_migrations=() if record.migrated else self._pending_migrations(),
-                disruption='services start again after the migration',
-                before_state=record.to_json(),
-                callbacks=_callbacks(after_bring_back=self.after_bring_back),
-            )
-        if not self.is_started():
-            return Preview(
-                step='series-prepare',
-                summary='the services were never started: prepare leaves them alone',
-                current_base=current,
-                target_base=target_base,
-            )
-        rows = [
-            ServicePreview(name, enabled, running, _down_action(enabled, running))
-            for group in self.services
-            for name, enabled, running in _rows(group.read_state())
-        ]
-        return Preview(
-            step='series-prepare',
-            summary='stop the services and hold them down until complete',
-            services=tuple(rows),
-            current_base=current,
-            target_base=target_base,
-            pending_migrations=self._pending_migrations(),
-            disruption='every service listed is down from prepare until complete, across reboots',
-            callbacks=_callbacks(
-                before_take_down=self.before_take_down, after_bring_back=self.after_bring_back
-            ),
-        )
+        return _series_preview.series_preview(self, target_base=target_base)
 
     # Steps ----------------------------------------------------------------------------------
 
@@ -338,7 +296,10 @@ class SeriesUpgradeFlow:
                 _records.save(self.record_path, record)
             stage.details['before'] = record.services
             if self.before_take_down is not None:
-                with self.journal.stage('before-take-down', callback=_name(self.before_take_down)):
+                with self.journal.stage(
+                    'before-take-down',
+                    callback=_series_preview.callback_name(self.before_take_down),
+                ):
                     self.before_take_down()
             for group in self.services:
                 before = self._before_of(record, group)
@@ -377,7 +338,10 @@ class SeriesUpgradeFlow:
                 self.last_result.skipped.update(result.skipped)
                 self.last_result.renamed.update(result.renamed)
             if self.after_bring_back is not None:
-                with self.journal.stage('after-bring-back', callback=_name(self.after_bring_back)):
+                with self.journal.stage(
+                    'after-bring-back',
+                    callback=_series_preview.callback_name(self.after_bring_back),
+                ):
                     self.after_bring_back()
             record.phase = 'completed'
             record.completed_at = _clock.utc_now()
@@ -469,8 +433,8 @@ class SeriesUpgradeFlow:
             return self.migrations.path
         return self.record_path.parent / STATE_NAME
 
-    def _pending_migrations(self) -> tuple[str, ...]:
-        # What complete would run: the migrate callback, then the registry's.
+    def pending_migrations(self) -> tuple[str, ...]:
+        """What complete would run: the ``migrate`` callback, then the registry's series ones."""
         names = ['migrate'] if self.migrate is not None else []
         if self.migrations is not None:
             names += self.migrations.describe(SERIES)
@@ -506,37 +470,3 @@ class SeriesUpgradeFlow:
 
 def _is_prepared(record: SeriesRecord | None) -> bool:
     return record is not None and record.phase == 'prepared'
-
-
-def _name(callback: Callable[..., object]) -> str:
-    return getattr(callback, '__name__', None) or repr(callback)
-
-
-def _callbacks(**callbacks: Callable[..., object] | None) -> tuple[str, ...]:
-    return tuple(f'{kind}: {_name(cb)}' for kind, cb in callbacks.items() if cb is not None)
-
-
-def _rows(state: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    # One (name, enabled, running) per service of a group's recorded state.
-    if 'units' in state:
-        return [(n, str(u['is_enabled']), bool(u['running'])) for n, u in state['units'].items()]
-    return [
-        (n, 'enabled' if s['enabled'] else 'disabled', bool(s['active']))
-        for n, s in state.get('services', {}).items()
-    ]
-
-
-def _down_action(enabled: str, running: bool) -> str:
-    steps = ['stop'] if running else []
-    if enabled == 'enabled':
-        steps.append('disable')
-    steps.append('hold')
-    return ', '.join(steps)
-
-
-def _up_action(enabled: str, running: bool) -> str:
-    steps = ['release']
-    if enabled == 'enabled':
-        steps.append('enable')
-    steps.append('start' if running else 'stays stopped')
-    return ', '.join(steps)

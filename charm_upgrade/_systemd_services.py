@@ -27,7 +27,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import _systemd
+from . import _systemd, _systemd_links
 from ._services import BringBackResult, Services
 from .errors import ServiceError
 
@@ -120,7 +120,9 @@ class SystemdServices(Services):
         self._refuse(states)
         triggers = self._unlisted_triggers(states)
         trigger_states = _systemd.show(triggers) if triggers else {}
-        links = _systemd.enablement_links({s.id: s.names or (s.id,) for s in states.values()})
+        links = _systemd_links.enablement_links(
+            {s.id: s.names or (s.id,) for s in states.values()}
+        )
         units: dict[str, Any] = {}
         for name, state in states.items():
             late = _systemd.dropins_after_hold(state)
@@ -139,7 +141,7 @@ class SystemdServices(Services):
                 'is_enabled': state.unit_file_state,
                 'running': state.running,
                 'fragment': state.fragment_path,
-                'install': _systemd.install_section(state.fragment_path),
+                'install': _systemd_links.install_section(state.fragment_path),
                 'links': unit_links.names,
                 'wants': unit_links.wants,
                 'refuse_manual_start': state.refuse_manual_start,
@@ -201,7 +203,7 @@ class SystemdServices(Services):
             if enabled:
                 _systemd.systemctl('disable', '--', *enabled)
         else:
-            _systemd.remove_links(link for unit in units.values() for link in unit['wants'])
+            _systemd_links.remove_links(link for unit in units.values() for link in unit['wants'])
             _systemd.hold(ids)
         _systemd.systemctl('stop', '--', *ids)
 
@@ -275,7 +277,7 @@ class SystemdServices(Services):
         # Links first, the way the record has them; "disable" (links no longer
         # wanted) before "enable" (links put back).
         same = {name: present[name] for name in present if name not in result.renamed}
-        current = _systemd.enablement_links(
+        current = _systemd_links.enablement_links(
             {
                 present[name]: now[name].names if name in result.renamed else units[name]['names']
                 for name in present
@@ -287,12 +289,12 @@ class SystemdServices(Services):
             for link in current[unit_id].wants
             if link not in units[name]['wants']
         ]
-        _systemd.remove_links(stale)
+        _systemd_links.remove_links(stale)
         wanted: dict[str, str] = {}
         for name in same:
             wanted.update(units[name]['links'])
             wanted.update(units[name]['wants'])
-        dangling = set(_systemd.create_links(wanted))
+        dangling = set(_systemd_links.create_links(wanted))
         for name in same:
             missing = sorted(dangling & {*units[name]['links'], *units[name]['wants']})
             if missing:

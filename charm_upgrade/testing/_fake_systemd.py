@@ -12,6 +12,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
+from . import _fake_systemctl
 from ._fake_systemd_model import Machine, full_name
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ __all__ = ['FakeSystemd']
 _SCRIPT = """\
 import sys
 sys.path.insert(0, {package_parent!r})
-from charm_upgrade.testing._fake_systemd_model import main
+from charm_upgrade.testing._fake_systemctl import main
 sys.exit(main({home!r}, sys.argv[1:]))
 """
 
@@ -268,7 +269,7 @@ class FakeSystemd:
         Raises:
             AssertionError: it exited non-zero.
         """
-        code, out, err = self.machine.systemctl(list(args))
+        code, out, err = _fake_systemctl.systemctl(self.machine, list(args))
         assert code == 0, f'systemctl {" ".join(args)} exited {code}: {err}'
         return out
 
