@@ -124,7 +124,11 @@ _SHOW_PROPERTIES = (
     'RefuseManualStart',
     'RefuseManualStop',
     'TriggeredBy',
+    'StateChangeTimestampMonotonic',
+    'TriggerLimitIntervalUSec',
 )
+_TIMESPAN_UNITS = {'us': 1e-6, 'ms': 1e-3, 's': 1.0, 'min': 60.0, 'h': 3600.0, 'd': 86400.0}
+_TIMESPAN_RE = re.compile(r'(\d+(?:\.\d+)?)(us|ms|s|min|h|d)')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +149,10 @@ class UnitState:
         refuse_manual_start: ``RefuseManualStart=yes``: ``systemctl start`` is refused.
         refuse_manual_stop: ``RefuseManualStop=yes``: ``systemctl stop`` is refused.
         triggered_by: The units that start it: sockets, path units, timers.
+        state_changed_at: When its active state last changed, in seconds of
+            the monotonic clock (``time.monotonic()``); 0 if unknown.
+        trigger_limit_interval: For a socket or path unit, the seconds of its
+            trigger limit's window; 0 if none.
     """
 
     name: str
@@ -158,6 +166,8 @@ class UnitState:
     refuse_manual_start: bool = False
     refuse_manual_stop: bool = False
     triggered_by: tuple[str, ...] = ()
+    state_changed_at: float = 0.0
+    trigger_limit_interval: float = 0.0
 
     @property
     def exists(self) -> bool:
@@ -292,8 +302,15 @@ def show(names: Sequence[str]) -> dict[str, UnitState]:
             refuse_manual_start=props.get('RefuseManualStart') == 'yes',
             refuse_manual_stop=props.get('RefuseManualStop') == 'yes',
             triggered_by=tuple(props.get('TriggeredBy', '').split()),
+            state_changed_at=int(props.get('StateChangeTimestampMonotonic') or 0) / 1e6,
+            trigger_limit_interval=_timespan(props.get('TriggerLimitIntervalUSec', '')),
         )
     return states
+
+
+def _timespan(text: str) -> float:
+    # systemctl show prints time spans for people: "2s", "1min 30s", "500ms".
+    return sum(float(n) * _TIMESPAN_UNITS[unit] for n, unit in _TIMESPAN_RE.findall(text))
 
 
 def dropins_after_hold(state: UnitState) -> list[str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from . import _systemd, _systemd_links
@@ -41,6 +42,7 @@ __all__ = ['SystemdServices']
 logger = logging.getLogger(__name__)
 
 _TRIGGER_SUFFIXES = ('.socket', '.path')
+_MAX_TRIGGER_WAIT = 30.0  # seconds: the default trigger-limit window is 2 s
 
 
 class SystemdServices(Services):
@@ -62,7 +64,8 @@ class SystemdServices(Services):
       too: while the service is held, the trigger fails at its first
       activation and stays failed. List the trigger, or pass
       ``allow_unlisted_triggers=True`` to have complete start the triggers
-      that were running and are not any more.
+      that were running and are not any more (once their trigger limit's
+      window has passed, after a ``reset-failed``: one more call).
 
     Args:
         names: Unit names as systemd knows them (``myapp.service``,
@@ -233,13 +236,33 @@ class SystemdServices(Services):
             and now[name].load_state != 'masked'
             and not (units[name].get('refuse_manual_start') or now[name].refuse_manual_start)
         ]
-        start += [t for t, was_running in triggers.items() if was_running and not now[t].running]
+        # An unlisted trigger that activated while its service was held has
+        # failed on its trigger limit. systemd 257 keeps the limit's window
+        # across reset-failed and start: a trigger started within it fails at
+        # its first activation again. So wait for the window to end.
+        restart = [t for t, was_running in triggers.items() if was_running and not now[t].running]
+        if restart:
+            window_ends = max(
+                now[t].state_changed_at + now[t].trigger_limit_interval for t in restart
+            )
+            time.sleep(min(max(window_ends - time.monotonic(), 0.0), _MAX_TRIGGER_WAIT))
+            _systemd.try_systemctl('reset-failed', '--', *restart)
+        start += restart
         failure = _systemd.try_systemctl('start', '--', *start) if start else None
-        after = _systemd.show([present[name] for name in present])
+        after = _systemd.show([*(present[name] for name in present), *restart])
         for name, unit_id in present.items():
             reason = _why_not_restored(units[name], now[name], after[unit_id], failure)
             if reason:
                 result.skipped[name] = reason
+        for trigger in restart:
+            if not after[trigger].running:
+                detail = (
+                    _stderr_line(failure, trigger) or f'ActiveState={after[trigger].active_state}'
+                )
+                result.skipped[trigger] = (
+                    f'a trigger that failed while held, not started ({detail})'
+                )
+
         for name, reason in result.skipped.items():
             logger.warning('%s was not brought back as recorded: %s', name, reason)
         return result

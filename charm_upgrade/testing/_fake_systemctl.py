@@ -221,10 +221,13 @@ class Command:
                 self.state['active'][unit.id] = 'inactive'
 
     def do_reset_failed(self) -> None:
+        limited: list[str] = self.state.setdefault('trigger_limit_hit', [])
         for name in map(full_name, self.names):
             unit = self.m.resolve(name)
             if self.state['active'].get(unit.id) == 'failed':
                 self.state['active'][unit.id] = 'inactive'
+            if unit.id in limited:
+                limited.remove(unit.id)
 
     def do_is_active(self) -> None:
         states = [self.state['active'].get(self.m.resolve(n).id, 'inactive') for n in self.names]

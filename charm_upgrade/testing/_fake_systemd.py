@@ -249,7 +249,9 @@ class FakeSystemd:
         """Stand for a client that connects to a socket (or a path change): start its service.
 
         If the service is held, the start is skipped and the trigger fails, as
-        systemd's trigger limit makes it do.
+        systemd's trigger limit makes it do; as with systemd 257, the limit
+        stays hit, even across a ``start`` of the trigger, until a
+        ``reset-failed`` of it.
         """
         unit = self.machine.resolve(trigger)
         section = 'Socket' if unit.id.endswith('.socket') else 'Path'
@@ -258,8 +260,10 @@ class FakeSystemd:
         with self.machine.state() as state:
             if state['active'].get(unit.id) != 'active':
                 return
-            if self.machine.resolve(target).id in state['held']:
+            limited: list[str] = state.setdefault('trigger_limit_hit', [])
+            if self.machine.resolve(target).id in state['held'] or unit.id in limited:
                 state['active'][unit.id] = 'failed'
+                limited[:] = sorted({*limited, unit.id})
             else:
                 state['active'][self.machine.resolve(target).id] = 'active'
 

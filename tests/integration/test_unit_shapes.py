@@ -256,6 +256,7 @@ def test_an_unlisted_trigger_allowed_is_started_again_at_complete(
 
     assert completed['step'] == 'brought-back', completed
     assert completed['skipped'] == {}
+    assert completed['calls'] == ['show', 'daemon-reload', 'reset-failed', 'start', 'show']
     assert connect_to(container, '/run/sh-trig.sock') == 28
     assert unit_states(container, ['sh-trig.socket', 'sh-trig.service']) == {
         'sh-trig.socket': ('enabled', 'active'),

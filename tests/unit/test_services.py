@@ -308,9 +308,13 @@ def test_unlisted_triggers_allowed_are_started_again_at_complete(fake_systemd: F
     services.take_down(before)
     fake_systemd.activate('web.socket')  # a client connects while web is held
     assert fake_systemd.unit('web.socket')['active'] == 'failed'
+    fake_systemd.clear_calls()
 
     assert services.bring_back(before) == BringBackResult()
 
+    assert fake_systemd.commands() == ['show', 'daemon-reload', 'reset-failed', 'start', 'show']
+    assert fake_systemd.unit('web.socket')['active'] == 'active'
+    fake_systemd.activate('web.socket')  # the next client: the trigger limit was reset
     assert fake_systemd.unit('web.socket')['active'] == 'active'
     assert fake_systemd.unit('web')['active'] == 'active'
 
@@ -354,3 +358,47 @@ def test_holds_of_earlier_versions_are_released(fake_systemd: FakeSystemd):
 
     _systemd.release(['web.service'])
     assert fake_systemd.held() == []
+
+
+def test_a_trigger_that_failed_moments_ago_is_started_after_its_limit_window(
+    fake_systemd: FakeSystemd, monkeypatch: pytest.MonkeyPatch
+):
+    # systemd 257 keeps a trigger limit's window across reset-failed and start.
+    import dataclasses
+    import time
+
+    from charm_upgrade import _systemd, _systemd_services
+
+    fake_systemd.add_unit('web', enabled='static')
+    fake_systemd.add_unit('web.socket')
+    services = SystemdServices(['web'], allow_unlisted_triggers=True)
+    before = services.read_state()
+    services.take_down(before)
+    fake_systemd.activate('web.socket')
+    real_show = _systemd.show
+
+    def show(names: list[str]) -> dict[str, _systemd.UnitState]:
+        states = real_show(names)
+        if 'web.socket' in states and states['web.socket'].active_state == 'failed':
+            failed_at = time.monotonic() - 0.5  # the limit was hit half a second ago
+            states['web.socket'] = dataclasses.replace(
+                states['web.socket'], state_changed_at=failed_at, trigger_limit_interval=2.0
+            )
+        return states
+
+    slept: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        if seconds >= 0.5:  # ours: the rest of the window (others poll in short naps)
+            slept.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(_systemd, 'show', show)
+    monkeypatch.setattr(_systemd_services.time, 'sleep', sleep)
+
+    assert services.bring_back(before) == BringBackResult()
+
+    assert len(slept) == 1
+    assert 1.0 < slept[0] <= 1.5
