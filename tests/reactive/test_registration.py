@@ -163,6 +163,9 @@ def reactive(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield charm_upgrade.reactive
     finally:
         bus.Handler._HANDLERS = saved_handlers
+        if unitdata._KV is not None:
+            # Python 3.13's sqlite3 warns about a connection that is never closed.
+            unitdata._KV.close()
         unitdata._KV = saved_kv
 
 
