@@ -7,7 +7,7 @@ Series upgrades (``juju upgrade-machine`` / ``upgrade-series``):
 - :class:`SeriesUpgrade`: for ops charms, takes the services down at prepare
   and brings them back after complete.
 - :func:`charm_upgrade.reactive.register_series_upgrade_handlers`: the same
-  for charms.reactive charms (``pip install 'charm-upgrade[reactive]'``).
+  for charms.reactive charms (``pip install 'juju-charm-upgrade[reactive]'``).
 - :class:`SystemdServices`, :class:`SnapServices`: the services to take down.
 - :class:`SeriesUpgradeFlow`: the framework-free flow both adapters drive.
 

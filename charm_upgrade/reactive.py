@@ -28,7 +28,7 @@ The flags are kept in charms.reactive's unit state database, so they are
 committed with the hook.
 
 This module imports charms.reactive and charmhelpers (install
-``charm-upgrade[reactive]``); ``import charm_upgrade`` does not import it.
+``juju-charm-upgrade[reactive]``); ``import charm_upgrade`` does not import it.
 """
 
 from __future__ import annotations
