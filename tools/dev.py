@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""Run the demo or the tests on a machine that has nothing but python3.
+"""Run the demo, the tests or the benchmarks on a machine that has nothing but python3.
 
     python3 tools/dev.py demo          # the demo: a rolling refresh and a series upgrade
-    python3 tools/dev.py test          # every test that needs no container (plain `tox`)
+    python3 tools/dev.py test          # every test that needs no container, on every Python
+    python3 tools/dev.py bench         # the benchmarks: medians and ratios
     python3 tools/dev.py integration   # the real systemd and snapd tier (root)
-    python3 tools/dev.py tox -e bench  # anything else tox can do
+    python3 tools/dev.py tox -e docs   # anything else tox can do
 
-It makes a virtual environment in .venv-dev with tox in it, then runs tox.
-Where python3 has no ensurepip (Debian without python3-venv), it fetches
-pip's wheel from PyPI and bootstraps pip from it.
+It makes a virtual environment in .venv-dev with tox and tox-uv (tox's environments are
+made with uv), then runs tox. Where python3 has no ensurepip (Debian without python3-venv),
+it fetches pip's wheel from PyPI and bootstraps pip from it.
+
+`test` runs tox's env_list side by side. Its unit, reactive and demo tiers run on each
+Python the project supports (the py3XX factors in tox.ini), found on PATH or where pyenv or
+uv installed it. A missing one is named with the way to get it; the other tiers still run,
+and then `test` fails if CI is set (as in CI: a Python the README promises is never
+silently left out) and passes otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,16 +36,20 @@ import venv
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = ROOT / '.venv-dev'
 BIN = VENV / 'bin'
+# Links to the interpreters found off PATH, put first on tox's PATH.
+PYTHONS = VENV / 'pythons'
+REQUIREMENTS = ['tox>=4.22', 'tox-uv>=1.25']
 COMMANDS = {
-    'demo': ['-e', 'demo'],
-    'test': [],
-    'integration': ['-e', 'integration'],
+    'demo': ['run', '-e', 'demo'],
+    'bench': ['run', '-e', 'bench'],
+    'integration': ['run', '-e', 'integration'],
 }
 
 
 def ensure_venv() -> None:
-    """Create .venv-dev with pip and tox, once."""
-    if (BIN / 'tox').exists():
+    """Create .venv-dev with pip, tox and tox-uv, once."""
+    installed = VENV / 'requirements.json'
+    if installed.exists() and json.loads(installed.read_text()) == REQUIREMENTS:
         return
     try:
         venv.create(VENV, with_pip=True, clear=True)
@@ -44,7 +57,9 @@ def ensure_venv() -> None:
         venv.create(VENV, with_pip=False, clear=True)
     if not (BIN / 'pip').exists():
         bootstrap_pip()
-    run([str(BIN / 'python'), '-m', 'pip', 'install', '--quiet', '--upgrade', 'pip', 'tox>=4.22'])
+    pip = [str(BIN / 'python'), '-m', 'pip', 'install', '--quiet', '--upgrade']
+    run([*pip, 'pip', *REQUIREMENTS])
+    installed.write_text(json.dumps(REQUIREMENTS))
 
 
 def bootstrap_pip() -> None:
@@ -64,20 +79,117 @@ def bootstrap_pip() -> None:
         run([str(BIN / 'python'), f'{wheel}/pip', 'install', '--quiet', str(wheel)])
 
 
-def run(command: list[str]) -> None:
+def run(command: list[str], env: dict[str, str] | None = None) -> None:
     """Run ``command`` in the repository root; exit with its status if it fails."""
-    result = subprocess.run(command, cwd=ROOT, check=False)
-    if result.returncode != 0:
-        sys.exit(result.returncode)
+    returncode = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+    if returncode != 0:
+        sys.exit(returncode)
+
+
+def default_envs() -> list[str]:
+    """tox.ini's env_list, as tox reads it."""
+    listed = subprocess.run(
+        [str(BIN / 'tox'), 'list', '-d', '--no-desc', '--quiet', '--quiet'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+
+
+def python_version(env: str) -> str | None:
+    """'3.10' for an environment with the factor py310; None if it has no Python factor."""
+    match = re.fullmatch(r'py3(\d+)', env.split('-')[0])
+    return f'3.{match[1]}' if match else None
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of ``version`` that runs: on PATH, else installed by pyenv or uv."""
+    home = pathlib.Path.home()
+    pyenv = pathlib.Path(os.environ.get('PYENV_ROOT', home / '.pyenv')) / 'versions'
+    uv = pathlib.Path(os.environ.get('UV_PYTHON_INSTALL_DIR', home / '.local/share/uv/python'))
+    candidates = [
+        shutil.which(f'python{version}'),
+        # Newest patch release first.
+        *sorted(map(str, pyenv.glob(f'{version}.*/bin/python{version}')), reverse=True),
+        *sorted(map(str, uv.glob(f'cpython-{version}.*/bin/python{version}')), reverse=True),
+    ]
+    for candidate in filter(None, candidates):
+        # A pyenv shim is on PATH for every version pyenv has, active or not; ask it.
+        probe = subprocess.run(
+            [candidate, '-c', 'import sys; print("%d.%d" % sys.version_info[:2])'],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def how_to_get(version: str) -> str:
+    """Where a missing interpreter comes from."""
+    return (
+        f'python{version} was not found on PATH, under pyenv or under uv. Install it with '
+        f"`pyenv install {version}`, `uv python install {version}` or the system's package "
+        f'(Ubuntu: python{version}-venv, from the deadsnakes PPA where Ubuntu has none).'
+    )
+
+
+def tox_environment(envs: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The environment to run tox in, and the missing interpreters with the envs that need them.
+
+    Each interpreter the py3XX factors of ``envs`` need is linked into .venv-dev/pythons,
+    first on PATH, so that tox (and uv) find the ones pyenv or uv installed off PATH too.
+    """
+    env = dict(os.environ)
+    env.setdefault('UV_PYTHON_DOWNLOADS', 'never')  # an interpreter is found, never fetched
+    env['PATH'] = f'{PYTHONS}{os.pathsep}{env.get("PATH", os.defpath)}'
+    missing: dict[str, list[str]] = {}
+    shutil.rmtree(PYTHONS, ignore_errors=True)
+    PYTHONS.mkdir()
+    for version in sorted({v for v in map(python_version, envs) if v}):
+        found = find_python(version)
+        if found is None:
+            missing[version] = [e for e in envs if python_version(e) == version]
+        else:
+            (PYTHONS / f'python{version}').symlink_to(found)
+    return env, missing
+
+
+def test(extra_args: list[str]) -> None:
+    """Run env_list in parallel, each tier on each supported Python that is here."""
+    envs = default_envs()
+    env, missing = tox_environment(envs)
+    in_ci = os.environ.get('CI', '').lower() not in {'', '0', 'false', 'no'}
+    notes = [f'{how_to_get(v)} Not run: {", ".join(names)}.' for v, names in missing.items()]
+    for note in notes:
+        print(f'dev.py: {note}', file=sys.stderr, flush=True)
+    if not in_ci:
+        envs = [e for e in envs if python_version(e) not in missing]
+    # In CI tox is asked for the missing ones too: it fails them, after running the others.
+    tox = [str(BIN / 'tox'), 'run-parallel', '--parallel-no-spinner', '-e', ','.join(envs)]
+    returncode = subprocess.run([*tox, *extra_args], cwd=ROOT, env=env, check=False).returncode
+    for note in notes:
+        print(f'dev.py: {note}', file=sys.stderr)
+    if missing and in_ci:
+        returncode = returncode or 1
+    elif missing:
+        print('dev.py: CI runs every tier on every supported Python.', file=sys.stderr)
+    sys.exit(returncode)
 
 
 def main(argv: list[str]) -> None:
     """Entry point."""
-    if not argv or (argv[0] not in COMMANDS and argv[0] != 'tox'):
+    if not argv or (argv[0] not in {*COMMANDS, 'test', 'tox'}):
         sys.exit(__doc__)
     ensure_venv()
+    if argv[0] == 'test':
+        test(argv[1:])
     tox_args = argv[1:] if argv[0] == 'tox' else COMMANDS[argv[0]] + argv[1:]
-    run([str(BIN / 'tox'), *tox_args])
+    env, _ = tox_environment(default_envs())
+    run([str(BIN / 'tox'), *tox_args], env=env)
 
 
 if __name__ == '__main__':
