@@ -36,8 +36,6 @@ import venv
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENV = ROOT / '.venv-dev'
 BIN = VENV / 'bin'
-# Links to the interpreters found off PATH, put first on tox's PATH.
-PYTHONS = VENV / 'pythons'
 REQUIREMENTS = ['tox>=4.22', 'tox-uv>=1.25']
 COMMANDS = {
     'demo': ['run', '-e', 'demo'],
@@ -79,9 +77,9 @@ def bootstrap_pip() -> None:
         run([str(BIN / 'python'), f'{wheel}/pip', 'install', '--quiet', str(wheel)])
 
 
-def run(command: list[str], env: dict[str, str] | None = None) -> None:
+def run(command: list[str]) -> None:
     """Run ``command`` in the repository root; exit with its status if it fails."""
-    returncode = subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
+    returncode = subprocess.run(command, cwd=ROOT, check=False).returncode
     if returncode != 0:
         sys.exit(returncode)
 
@@ -137,31 +135,28 @@ def how_to_get(version: str) -> str:
     )
 
 
-def tox_environment(envs: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """The environment to run tox in, and the missing interpreters with the envs that need them.
+def link_pythons(envs: list[str], directory: pathlib.Path) -> dict[str, list[str]]:
+    """Link the interpreters the py3XX factors of ``envs`` need into ``directory``.
 
-    Each interpreter the py3XX factors of ``envs`` need is linked into .venv-dev/pythons,
-    first on PATH, so that tox (and uv) find the ones pyenv or uv installed off PATH too.
+    ``directory`` goes first on tox's PATH, so that tox (and uv) find the interpreters pyenv or
+    uv installed off PATH too. It must not be inside a virtual environment: uv would take the
+    links for that environment's interpreters. Returns the missing versions, each with the
+    environments that need it.
     """
-    env = dict(os.environ)
-    env.setdefault('UV_PYTHON_DOWNLOADS', 'never')  # an interpreter is found, never fetched
-    env['PATH'] = f'{PYTHONS}{os.pathsep}{env.get("PATH", os.defpath)}'
     missing: dict[str, list[str]] = {}
-    shutil.rmtree(PYTHONS, ignore_errors=True)
-    PYTHONS.mkdir()
     for version in sorted({v for v in map(python_version, envs) if v}):
         found = find_python(version)
         if found is None:
             missing[version] = [e for e in envs if python_version(e) == version]
         else:
-            (PYTHONS / f'python{version}').symlink_to(found)
-    return env, missing
+            (directory / f'python{version}').symlink_to(found)
+    return missing
 
 
-def test(extra_args: list[str]) -> None:
-    """Run env_list in parallel, each tier on each supported Python that is here."""
-    envs = default_envs()
-    env, missing = tox_environment(envs)
+def test(
+    envs: list[str], missing: dict[str, list[str]], env: dict[str, str], args: list[str]
+) -> int:
+    """Run ``envs`` side by side, leaving out (but in CI, failing) those ``missing`` needs."""
     in_ci = os.environ.get('CI', '').lower() not in {'', '0', 'false', 'no'}
     notes = [f'{how_to_get(v)} Not run: {", ".join(names)}.' for v, names in missing.items()]
     for note in notes:
@@ -170,14 +165,14 @@ def test(extra_args: list[str]) -> None:
         envs = [e for e in envs if python_version(e) not in missing]
     # In CI tox is asked for the missing ones too: it fails them, after running the others.
     tox = [str(BIN / 'tox'), 'run-parallel', '--parallel-no-spinner', '-e', ','.join(envs)]
-    returncode = subprocess.run([*tox, *extra_args], cwd=ROOT, env=env, check=False).returncode
+    returncode = subprocess.run([*tox, *args], cwd=ROOT, env=env, check=False).returncode
     for note in notes:
         print(f'dev.py: {note}', file=sys.stderr)
     if missing and in_ci:
-        returncode = returncode or 1
-    elif missing:
+        return returncode or 1
+    if missing:
         print('dev.py: CI runs every tier on every supported Python.', file=sys.stderr)
-    sys.exit(returncode)
+    return returncode
 
 
 def main(argv: list[str]) -> None:
@@ -185,11 +180,21 @@ def main(argv: list[str]) -> None:
     if not argv or (argv[0] not in {*COMMANDS, 'test', 'tox'}):
         sys.exit(__doc__)
     ensure_venv()
-    if argv[0] == 'test':
-        test(argv[1:])
-    tox_args = argv[1:] if argv[0] == 'tox' else COMMANDS[argv[0]] + argv[1:]
-    env, _ = tox_environment(default_envs())
-    run([str(BIN / 'tox'), *tox_args], env=env)
+    envs = default_envs()
+    with tempfile.TemporaryDirectory(prefix='charm-upgrade-pythons-') as pythons:
+        missing = link_pythons(envs, pathlib.Path(pythons))
+        env = {**os.environ, 'PATH': f'{pythons}{os.pathsep}{os.environ.get("PATH", os.defpath)}'}
+        env.setdefault('UV_PYTHON_DOWNLOADS', 'never')  # an interpreter is found, never fetched
+        if argv[0] == 'test':
+            returncode = test(envs, missing, env, argv[1:])
+        else:
+            tox_args = argv[1:] if argv[0] == 'tox' else COMMANDS[argv[0]] + argv[1:]
+            tox = [str(BIN / 'tox'), *tox_args]
+            returncode = subprocess.run(tox, cwd=ROOT, env=env, check=False).returncode
+            if returncode and missing:
+                for version in missing:
+                    print(f'dev.py: {how_to_get(version)}', file=sys.stderr)
+    sys.exit(returncode)
 
 
 if __name__ == '__main__':
