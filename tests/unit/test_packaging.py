@@ -16,6 +16,7 @@ import dataclasses
 import email.parser
 import importlib.metadata
 import importlib.util
+import inspect
 import pathlib
 import re
 import subprocess
@@ -242,12 +243,32 @@ def satisfied(distribution: str, declared: list[Requirement]) -> bool:
     return False
 
 
+def import_providers() -> dict[str, list[str]]:
+    """Top-level import name -> the installed distributions whose files provide it.
+
+    ``importlib.metadata.packages_distributions()`` on Python 3.10 reads only
+    ``top_level.txt``, which wheels built by hatchling (and installs by uv) lack; this reads
+    each distribution's file list, as Python 3.11 and later do when that file is missing.
+    """
+    found: dict[str, list[str]] = {}
+    for dist in importlib.metadata.distributions():
+        names = set()
+        for file in dist.files or []:
+            top = file.parts[0] if len(file.parts) > 1 else inspect.getmodulename(file.name)
+            if top and '.' not in top and top != '__pycache__':
+                names.add(top)
+        for name in names:
+            found.setdefault(name, []).append(dist.metadata['Name'])
+    return found
+
+
 def undeclared_imports(source: str, part: str) -> list[str]:
     """What ``source`` (in ``part`` of the package) imports that no requirement of it provides."""
-    providers = importlib.metadata.packages_distributions()
+    providers = import_providers()
     declared = declared_for(part)
     problems: list[str] = []
-    checked = {'charm_upgrade', '__future__', *sys.stdlib_module_names}
+    # tomllib: the standard library's from Python 3.11; the kit falls back to tomli before.
+    checked = {'charm_upgrade', '__future__', 'tomllib', *sys.stdlib_module_names}
     for module in sorted(imported_modules(source)):
         if module in MODULE_NEEDS_EXTRA:
             name, extra = MODULE_NEEDS_EXTRA[module]
