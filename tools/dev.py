@@ -185,6 +185,8 @@ def main(argv: list[str]) -> None:
         missing = link_pythons(envs, pathlib.Path(pythons))
         env = {**os.environ, 'PATH': f'{pythons}{os.pathsep}{os.environ.get("PATH", os.defpath)}'}
         env.setdefault('UV_PYTHON_DOWNLOADS', 'never')  # an interpreter is found, never fetched
+        # uv trusts the system's certificates, as pip does (where a proxy re-signs TLS, say).
+        env.setdefault('UV_SYSTEM_CERTS', '1')
         if argv[0] == 'test':
             returncode = test(envs, missing, env, argv[1:])
         else:
