@@ -492,6 +492,8 @@ _CONFLICT_REFRESH = {
 
 
 def test_writes_conflict_with_a_change_in_flight(snapd: FakeSnapd):
+    # The change must outlast three requests, also on a loaded machine (the default is 0.05 s).
+    snapd.set_change_duration(2.0)
     snapd.add_snap('foo', revision='1', revisions=['2'])
     snapd.add_snap('bar')
     change_id = change_of(snapd, '/v2/snaps/foo', {'action': 'refresh', 'revision': '2'})
