@@ -229,6 +229,7 @@ def test_the_kill_points_cover_the_whole_refresh(lines_1: int):
 POINTS = int(os.environ.get('CU_KILL_POINTS', '40'))
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize('point', range(POINTS))
 def test_one_unit_killed_at_any_point_of_its_refresh_converges(lines_1: int, point: int):
     kill_at = kill_points(lines_1, POINTS)[point]
@@ -246,6 +247,7 @@ def test_one_unit_killed_at_any_point_of_its_refresh_converges(lines_1: int, poi
         app.close()
 
 
+@pytest.mark.matrix
 @pytest.mark.parametrize('point', range(8))
 def test_the_first_of_three_units_killed_at_any_point_converges(lines_3: int, point: int):
     kill_at = kill_points(lines_3, 8)[point]

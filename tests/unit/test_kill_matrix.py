@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
     from charm_upgrade.testing._fake_systemd import FakeSystemd
 
+pytestmark = pytest.mark.matrix
+
 CHILD = r'''
 import json, os, pathlib, signal, subprocess, sys
 
