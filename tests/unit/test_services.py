@@ -402,3 +402,25 @@ def test_a_trigger_that_failed_moments_ago_is_started_after_its_limit_window(
 
     assert len(slept) == 1
     assert 1.0 < slept[0] <= 1.5
+
+
+def test_the_systemctl_calls_the_design_page_counts_beyond_the_usual_ones(
+    fake_systemd: FakeSystemd,
+):
+    # docs/explanation/design.md, "Enablement is links, and links are what is restored".
+    fake_systemd.add_unit('web', enabled='static')
+    fake_systemd.add_unit('web.socket')
+    services = SystemdServices(['web'], allow_unlisted_triggers=True)
+    before = services.read_state()
+    assert fake_systemd.commands() == ['show', 'show']  # the unlisted trigger, read apart
+    fake_systemd.clear_calls()
+    services.take_down(before)
+    assert fake_systemd.commands() == ['daemon-reload', 'stop']
+
+    fake_systemd.add_unit('idle', enabled='disabled', active=False)
+    idle = SystemdServices(['idle'])
+    before = idle.read_state()
+    idle.take_down(before)
+    fake_systemd.clear_calls()
+    idle.bring_back(before)
+    assert fake_systemd.commands() == ['show', 'daemon-reload', 'show']  # nothing to start

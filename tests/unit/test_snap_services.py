@@ -141,3 +141,18 @@ def test_mixed_groups_in_a_series_upgrade(snapd: FakeSnapd, fake_systemd: FakeSy
     assert flow.run() is Step.BROUGHT_BACK
     assert fake_systemd.unit('proxy.service')['active'] == 'active'
     assert snapd.service_state('demo')['web'] == (True, True)
+
+
+def test_a_snap_group_costs_one_systemctl_call_each_way(
+    snapd: FakeSnapd, fake_systemd: FakeSystemd
+):
+    # docs/explanation/design.md, "Enablement is links, and links are what is restored":
+    # the holds need a daemon-reload; the rest goes through snapd.
+    services = SnapServices('demo')
+    before = services.read_state()
+    fake_systemd.clear_calls()
+    services.take_down(before)
+    assert fake_systemd.commands() == ['daemon-reload']
+    fake_systemd.clear_calls()
+    services.bring_back(before)
+    assert fake_systemd.commands() == ['daemon-reload']
