@@ -1,6 +1,9 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""``refresh_snap`` against the real snapd (issue tests 3 to 6).
+"""``refresh_snap`` against the real snapd, from a plain refresh to a hook killed half-way.
+
+A refresh, a failed change undone, a disabled service kept so, a hook killed while the
+change runs or right after it, snapd restarted during the change.
 
 Each ``refresh_snap`` runs in a process of its own on the host, as in a hook,
 and reaches the container's snapd through the proxy socket; ``refresh`` is a

@@ -5,7 +5,7 @@
 Every test goes through charm_upgrade.testing: RollingRefresh gives each unit its own fake
 snapd, stand-in systemctl, os-release file and charm directory, and answers charm-refresh's
 hook tools from the ops.testing State. Statuses and action results are charm-refresh's exact
-texts (../shared/notes/charm-refresh.md, section 8).
+texts (the design page, "What charm-refresh asks of a machine charm").
 """
 
 from __future__ import annotations
