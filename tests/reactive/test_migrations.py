@@ -166,3 +166,79 @@ def test_failed_migration_holds_the_services_down_and_is_retried_every_hook(
     assert unit.flags() == {STARTED}
     assert unit.status() == ('active', 'serving')
     assert IN_PROGRESS not in unit.flags()
+
+
+# A refresh migration whose id a later charm revision corrected, and a migrate callback
+# that fails while the charm directory holds "broken", as the migration above does.
+RENAMED_CHARM = CHARM.replace(
+    "[Migration('20260110-config-path', 'Move the config', kind='series', up=move_config)]",
+    "[Migration('20260110-config-path', 'Move the config', kind='series', up=move_config),\n"
+    "     Migration('20260301-data-format', 'Data format 2', kind='refresh', up=print)]",
+)
+MIGRATE_CHARM = CHARM.replace(
+    'MIGRATIONS = Migrations(',
+    'def migrate(old, new):\n'
+    "    if (pathlib.Path(hookenv.charm_dir()) / 'migrate-broken').exists():\n"
+    "        raise OSError('/etc/myapp.conf is read-only')\n\n\n"
+    'MIGRATIONS = Migrations(',
+).replace('migrations=MIGRATIONS)', 'migrations=MIGRATIONS, migrate=migrate)')
+MIGRATE_HELD = (
+    'blocked',
+    'Migration migrate failed (OSError: /etc/myapp.conf is read-only); '
+    'see upgrade-journal; services stay down',
+)
+
+
+def test_a_renamed_refresh_migration_does_not_hold_the_series_upgrade(
+    make_unit: Callable[[str], ReactiveUnit], fake_systemd: FakeSystemd
+):
+    fake_systemd.add_unit('web.service')
+    unit = make_unit(RENAMED_CHARM)
+    unit.set_flags(STARTED)
+    unit.state_dir.mkdir(parents=True, exist_ok=True)
+    (unit.state_dir / 'migrations.json').write_text(
+        json.dumps(
+            {'v': 1, 'applied': {'20260301-data-fromat': {'kind': 'refresh', 'new': '3'}}}
+        )
+    )
+    unit.pre_series_upgrade()
+    unit.upgrade_os()
+
+    unit.hook('post-series-upgrade')
+
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert unit.flags() == {STARTED}
+    assert unit.status() == ('active', 'serving')
+    assert ran(unit) == [['ubuntu@22.04', 'ubuntu@24.04', False]]
+    assert sorted(applied(unit)) == ['20260110-config-path', '20260301-data-fromat']
+
+
+def test_a_failing_migrate_is_held_like_a_failed_series_migration(
+    make_unit: Callable[[str], ReactiveUnit], fake_systemd: FakeSystemd
+):
+    fake_systemd.add_unit('web.service')
+    unit = make_unit(MIGRATE_CHARM)
+    unit.set_flags(STARTED)
+    unit.pre_series_upgrade()
+    unit.upgrade_os()
+    (unit.charm_dir / 'migrate-broken').touch()
+
+    unit.hook('post-series-upgrade')  # the hook succeeds, and says why
+
+    assert unit.status() == MIGRATE_HELD
+    assert unit.flags() == {STARTED, DISABLED}
+    assert fake_systemd.unit('web.service') == {'enabled': 'disabled', 'active': 'inactive'}
+    assert ('series-migrate', 'failed') in unit.journal_stages()
+    assert ran(unit) == []  # the series migrations wait for migrate
+
+    unit.hook('update-status')  # tried again at every hook
+    assert unit.status() == MIGRATE_HELD
+    assert unit.journal_stages().count(('series-migrate', 'failed')) == 2
+
+    (unit.charm_dir / 'migrate-broken').unlink()
+    unit.hook('update-status')
+
+    assert ran(unit) == [['ubuntu@22.04', 'ubuntu@24.04', False]]
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert unit.flags() == {STARTED}
+    assert unit.status() == ('active', 'serving')

@@ -127,3 +127,46 @@ def test_migrations_unknown_to_the_code_keep_the_services_down(
     )
     assert fake_systemd.unit('web.service')['active'] == 'inactive'
     assert RAN == []
+
+
+def test_a_renamed_refresh_migration_does_not_hold_the_series_upgrade(
+    fake_systemd: FakeSystemd, state_dir: pathlib.Path, os_release: pathlib.Path
+):
+    # A later charm revision fixed a typo in a refresh migration's id: the id this unit
+    # recorded as applied is unknown to the code. That is the refresh's business (its
+    # next refresh is refused until it is sorted out), never a reason to keep the
+    # services down at series complete.
+    registry = charm_upgrade.Migrations(
+        [
+            *MIGRATIONS.all(),
+            charm_upgrade.Migration(
+                '20260301-data-format', 'data format 2', kind='refresh', up=lambda _: None
+            ),
+        ]
+    )
+
+    class RenamedCharm(DemoCharm):
+        def __init__(self, framework: ops.Framework):
+            ops.CharmBase.__init__(self, framework)
+            self.series_upgrade = charm_upgrade.SeriesUpgrade(
+                self, services=charm_upgrade.SystemdServices(['web']), migrations=registry
+            )
+
+    ctx = testing.Context(RenamedCharm, meta=META, machine_id='7', juju_version='3.6.14')
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / 'migrations.json').write_text(
+        json.dumps(
+            {'v': 1, 'applied': {'20260301-data-fromat': {'kind': 'refresh', 'new': '3'}}}
+        )
+    )
+    state = prepare(ctx, ctx.run(ctx.on.start(), testing.State()))
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+
+    state = complete(ctx, state)
+
+    assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
+    assert state.unit_status == testing.ActiveStatus()
+    assert RAN == ['20260110-config ubuntu@22.04 -> ubuntu@24.04 interrupted=False']
+    # The refresh still refuses: that check belongs to it.
+    with pytest.raises(charm_upgrade.MigrationError, match='20260301-data-fromat'):
+        registry.check('refresh')
