@@ -122,7 +122,9 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
 
     def __post_init__(self):
         super().__post_init__()
-        reporter_for(self.charm).add_provider(self._status_intent)
+        reporter = reporter_for(self.charm)
+        reporter.add_provider(self._status_intent)
+        reporter.add_release_listener(self._after_series_upgrade)
 
     # Hooks -----------------------------------------------------------------
 
@@ -445,6 +447,12 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
                 # upgrade-charm event) stays visible, as its guide asks.
                 return StatusIntent(higher.name, higher.message, 'charm-refresh')  # pyright: ignore[reportArgumentType]
         return self._flow_instance.intent if self._flow_instance is not None else None
+
+    def _after_series_upgrade(self) -> None:
+        # The series upgrade brought the workload back in this event: finish the
+        # refresh it held, and let the next unit go, now rather than at the next event.
+        if self._machines is not None:
+            self.reconcile(self._machines)
 
     def _add_install_revision(self) -> None:
         # A fresh install recorded before the snap was there (the install event)

@@ -585,12 +585,6 @@ class RefreshFlow:
 
     def _bring_back(self, record: RefreshRecord, details: dict[str, Any]) -> bool:
         """Migrate if the revision changed, start as recorded, complete; False if held."""
-        if _series_holds(self.record_path.parent):
-            # The series upgrade brings the services back at its complete; this
-            # record is finished at the first event after that.
-            self._intent = None
-            details['held_by'] = 'series upgrade'
-            return False
         new = record.revision_after or record.revision
         if self.migrations is not None and new != record.revision:
             old = self.migrations.data_revision or record.revision
@@ -608,6 +602,13 @@ class RefreshFlow:
                 details['migration_error'] = e.message
                 return False
             details['migrate'] = self._clock() - began
+        if _series_holds(self.record_path.parent):
+            # The workload is down for the series upgrade, so the migrations ran
+            # above; its complete brings the services back, and the next converge
+            # (the series adapter asks for one right after) finishes this record.
+            self._intent = None
+            details['held_by'] = 'series upgrade'
+            return False
         began = self._clock()
         try:
             self.workload.start(record)

@@ -12,7 +12,7 @@ import ops
 from . import _bases, _series_status
 from ._flags import APPLICATION_DISABLED, APPLICATION_STARTED, UPGRADE_SERIES_IN_PROGRESS
 from ._ops_status import reporter_for
-from ._series_flow import SeriesUpgradeFlow
+from ._series_flow import SeriesUpgradeFlow, Step
 from ._status import workload_held
 from .errors import MigrationError
 
@@ -166,7 +166,9 @@ class SeriesUpgrade(ops.Object):
         self.framework.observe(on.start, self._on_started)
         self.framework.observe(on.upgrade_charm, self._on_started)
         self.framework.observe(self.framework.on.pre_commit, self._on_pre_commit)
-        reporter_for(charm).add_provider(self._end_of_event_intent)
+        self._reporter = reporter_for(charm)
+        self._reporter.add_step(self._reconcile)
+        self._reporter.add_provider(self._status_intent)
 
     @property
     def in_progress(self) -> bool:
@@ -203,12 +205,6 @@ class SeriesUpgrade(ops.Object):
 
     def _status_intent(self) -> StatusIntent | None:
         return _series_status.series_intent(self._flow, in_progress=self.in_progress)
-
-    def _end_of_event_intent(self) -> StatusIntent | None:
-        # ops collects statuses before pre-commit: run the flow's end-of-event step
-        # first, so that the status says what it left.
-        self._reconcile()
-        return self._status_intent()
 
     def preview(self, *, target_base: str | None = None) -> Preview:
         """Say what the next step (prepare, or complete while down) would do; change nothing.
@@ -256,9 +252,14 @@ class SeriesUpgrade(ops.Object):
             return
         self._reconciled = True
         try:
-            self._flow.run(target_base=target_base)
+            step = self._flow.run(target_base=target_base)
         except MigrationError as e:
             # Not raised: a failed hook would show "hook failed" instead of which
             # migration failed. The services stay down, the status names the
             # migration, and the flow tries it again at the end of every hook.
             logger.error('Series upgrade held: %s', e)
+            return
+        if step is Step.BROUGHT_BACK:
+            # A snap refresh that this upgrade held finishes now, in this event,
+            # rather than at the next one.
+            self._reporter.workload_released()

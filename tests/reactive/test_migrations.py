@@ -197,9 +197,7 @@ def test_a_renamed_refresh_migration_does_not_hold_the_series_upgrade(
     unit.set_flags(STARTED)
     unit.state_dir.mkdir(parents=True, exist_ok=True)
     (unit.state_dir / 'migrations.json').write_text(
-        json.dumps(
-            {'v': 1, 'applied': {'20260301-data-fromat': {'kind': 'refresh', 'new': '3'}}}
-        )
+        json.dumps({'v': 1, 'applied': {'20260301-data-fromat': {'kind': 'refresh', 'new': '3'}}})
     )
     unit.pre_series_upgrade()
     unit.upgrade_os()

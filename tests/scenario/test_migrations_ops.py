@@ -155,9 +155,7 @@ def test_a_renamed_refresh_migration_does_not_hold_the_series_upgrade(
     ctx = testing.Context(RenamedCharm, meta=META, machine_id='7', juju_version='3.6.14')
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / 'migrations.json').write_text(
-        json.dumps(
-            {'v': 1, 'applied': {'20260301-data-fromat': {'kind': 'refresh', 'new': '3'}}}
-        )
+        json.dumps({'v': 1, 'applied': {'20260301-data-fromat': {'kind': 'refresh', 'new': '3'}}})
     )
     state = prepare(ctx, ctx.run(ctx.on.start(), testing.State()))
     os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')

@@ -12,6 +12,7 @@ while the library held its workload down.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -259,6 +260,63 @@ def test_the_first_of_three_units_killed_at_any_point_converges(lines_3: int, po
         settle_events(app)
 
         assert [e.unit for e in app.events if e.killed] == [2]
+        for unit in app.units:
+            assert_converged(app, unit)
+        assert_never_active_while_down(app)
+    finally:
+        app.close()
+
+
+# A series upgrade during the rolling refresh ------------------------------------------------
+
+
+def test_a_unit_whose_turn_came_during_its_series_upgrade_refreshes_in_the_complete_hook(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # Its refresh migration runs with the workload down, before the series upgrade brings
+    # the workload back; the refresh finishes and lets the next unit go in the complete
+    # hook itself, without waiting for another event; and the unit shows charm-refresh's
+    # status, not a bare Active.
+    app = deploy(4)
+    try:
+        seen: list[tuple[int, dict[str, tuple[bool, bool]]]] = []
+
+        def up(ctx: MigrationContext) -> None:
+            unit = int(pathlib.Path.cwd().name.removeprefix('unit-'))
+            seen.append((unit, app.snapd(unit).service_state(SNAP)))
+            add_format_line(ctx)
+
+        monkeypatch.setattr(
+            charm,
+            'MIGRATIONS',
+            Migrations([Migration(DATA, 'Add a line to the data format', kind='refresh', up=up)]),
+        )
+        app.refresh('1/1.1.0', '3', workload='1.1')  # unit 3 refreshes; the refresh pauses
+        app.prepare_series_upgrade(1, 'ubuntu@24.04')
+        app.run_action(2, 'resume-refresh')  # unit 2 refreshes; unit 1's turn, but it idles
+        assert app.refresh_order == [3, 2]
+        assert app.snapd(1).service_state(SNAP) == {'server': (False, False)}
+
+        app.complete_series_upgrade(1, settle=False)
+        with contextlib.suppress(RuntimeError):  # the others' events stay queued
+            app.settle(max_rounds=1)  # post-series-upgrade, alone
+
+        (complete,) = [e for e in app.events if e.event == 'post_series_upgrade']
+        assert complete.error is None
+        assert app.refresh_order == [3, 2, 1]
+        assert [s for u, s in seen if u == 1] == [{'server': (False, False)}]
+        assert app.snapd(1).service_state(SNAP) == SERVING
+        record = json.loads(state_file(app, 1, 'snap-refresh.json').read_text())
+        assert record['phase'] == 'completed'
+        assert complete.unit_status == testing.ActiveStatus(
+            'Demo 1.1 running; Snap revision 3; Charm revision 2'
+        )
+        stages = [(r['stage'], r['event']) for r in journal(app, 1)]
+        after = stages[stages.index(('series-complete', 'ended')) :]
+        assert ('health', 'ended') in after  # the next unit was let go in this hook
+
+        app.settle()
+        assert app.refresh_order == [3, 2, 1, 0]
         for unit in app.units:
             assert_converged(app, unit)
         assert_never_active_while_down(app)

@@ -469,6 +469,41 @@ def test_converge_leaves_the_workload_to_a_series_upgrade_that_holds_it(
     assert fake.service_state(SNAP) == RUNNING
 
 
+def test_converge_migrates_while_a_series_upgrade_holds_the_workload_and_starts_after(
+    fake: FakeSnapd, state_dir: pathlib.Path
+):
+    # The workload is down for the series upgrade: the best time for the refresh
+    # migrations. Its complete brings the services back; the refresh migrations must not
+    # wait for that and then run beside the running workload.
+    ran: list[tuple[str | None, dict[str, tuple[bool, bool]]]] = []
+    migrations = Migrations(
+        [
+            Migration(
+                '0001-format',
+                'format',
+                kind='refresh',
+                up=lambda ctx: ran.append((ctx.new, fake.service_state(SNAP))),
+            )
+        ]
+    )
+    flow = make_flow(migrations=migrations)
+    dead_hook_record(flow)
+    flow.snapd.wait_done(flow.snapd.refresh(SNAP, 'x2'))
+    series = state_dir / SeriesRecord.NAME
+    _records.save(series, SeriesRecord(phase='prepared', services={}))
+
+    recorder = Recorder(fake)
+    assert make_flow(migrations=migrations).converge(recorder) is Outcome.HELD
+    assert ran == [('x2', STOPPED_DISABLED)]
+    assert fake.service_state(SNAP) == STOPPED_DISABLED  # the series upgrade starts it
+    assert record_file(state_dir)['phase'] == 'refreshed'
+
+    _records.save(series, SeriesRecord(phase='completed', services={}))
+    assert make_flow(migrations=migrations).converge(recorder) is Outcome.FINISHED
+    assert len(ran) == 1  # once
+    assert fake.service_state(SNAP) == RUNNING
+
+
 @pytest.mark.parametrize(
     'content', ['null', '[]', '{"snap": 1}', '{"phase": "bogus"}', '\xff\xfe'.encode('latin-1')]
 )
