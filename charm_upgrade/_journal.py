@@ -54,7 +54,9 @@ __all__ = [
     'StageTimer',
     'TimelineEntry',
     'build_timeline',
+    'format_record',
     'format_timeline',
+    'one_line',
     'read_journal',
 ]
 
@@ -298,17 +300,17 @@ def format_timeline(entries: list[TimelineEntry]) -> str:
     """Return the timeline as a text table: start, stage, duration, result.
 
     One row per stage: a stage that acts on one group of services names it
-    (``services-down systemd:myapp.service``), and a failed stage's error
-    follows its result on the same row, its lines joined with a slash.
+    and the upgrade it belongs to (``services-down systemd:myapp.service
+    (series upgrade ubuntu@22.04 -> ubuntu@24.04)``), and a failed stage's
+    error follows its result on the same row, its lines joined with a slash
+    (the journal keeps the error as it was).
     """
     rows = [('START (UTC)', 'STAGE', 'DURATION', 'RESULT')]
     for entry in entries:
-        start = (entry.start or '?').replace('T', ' ').rstrip('Z')[:23]
+        start = one_line((entry.start or '?').replace('T', ' ').rstrip('Z')[:23])
         took = '-' if entry.duration is None else f'{entry.duration:.3f} s'
-        result = entry.result + (f': {_one_line(entry.error)}' if entry.error else '')
-        group = entry.details.get('group')
-        stage = f'{entry.stage} {group}' if isinstance(group, str) and group else entry.stage
-        rows.append((start, stage, took, result))
+        result = entry.result + (f': {one_line(entry.error)}' if entry.error else '')
+        rows.append((start, _stage_label(entry.stage, entry.details), took, one_line(result)))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return '\n'.join(
         f'{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}'
@@ -316,9 +318,38 @@ def format_timeline(entries: list[TimelineEntry]) -> str:
     )
 
 
-def _one_line(text: str) -> str:
-    # snapd's change errors span lines ("cannot perform the following tasks:\n- ...").
+def format_record(record: JournalRecord) -> str:
+    """Return one journal record as one line: time, stage, event, duration, error.
+
+    A stage that acts on one group of services names it and its upgrade, as
+    :func:`format_timeline` does; an error's lines are joined with a slash.
+    """
+    duration = record.get('duration')
+    took = f' ({duration:.3f} s)' if isinstance(duration, (int, float)) else ''
+    error = record.get('error')
+    error_text = f': {error}' if error is not None else ''
+    raw: Any = record.get('details')
+    details: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}  # pyright: ignore[reportUnknownArgumentType]
+    stage = _stage_label(str(record.get('stage')), details)
+    return one_line(f'{record.get("ts")} {stage} {record.get("event")}{took}{error_text}')
+
+
+def one_line(text: str) -> str:
+    """Return ``text`` on one line: its non-blank lines, stripped, joined with ``' / '``.
+
+    snapd's change errors span lines (``cannot perform the following tasks:``
+    then one ``- ...`` line per task); a table row or a status must not.
+    """
     return ' / '.join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _stage_label(stage: str, details: Mapping[str, Any]) -> str:
+    # services-down and services-up name their group, and the upgrade they belong to.
+    group, upgrade = details.get('group'), details.get('upgrade')
+    label = f'{stage} {group}' if isinstance(group, str) and group else stage
+    if isinstance(upgrade, str) and upgrade:
+        label += f' ({upgrade})'
+    return one_line(label)
 
 
 def _start_of(ts: str | None, duration: float | None) -> str | None:

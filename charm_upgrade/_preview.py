@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ._journal import one_line
+
 __all__ = ['Preview', 'ServicePreview']
 
 
@@ -71,8 +73,12 @@ class Preview:
         return dataclasses.asdict(self)
 
     def format(self) -> str:
-        """Return the preview as lines of text a person reads at a glance."""
-        lines = [f'{self.step}: {self.summary}']
+        """Return the preview as lines of text a person reads at a glance.
+
+        One line per item: text that spans lines (snapd's errors do) has its
+        lines joined with a slash.
+        """
+        lines = [f'{self.step}: {one_line(self.summary)}']
         if self.current_base or self.target_base:
             lines.append(f'base: {self.current_base or "?"} -> {self.target_base or "?"}')
         if self.revision_from or self.revision_to:
@@ -81,14 +87,14 @@ class Preview:
             )
         for service in self.services:
             state = ('running' if service.running else 'stopped') + f', {service.enabled}'
-            lines.append(f'  {service.name} ({state}): {service.action}')
+            lines.append(f'  {service.name} ({state}): {one_line(service.action)}')
         if self.pending_migrations:
-            lines.append('migrations: ' + ', '.join(self.pending_migrations))
+            lines.append('migrations: ' + one_line(', '.join(self.pending_migrations)))
         if self.callbacks:
-            lines.append('callbacks: ' + ', '.join(self.callbacks))
-        lines.append(f'disruption: {self.disruption}')
+            lines.append('callbacks: ' + one_line(', '.join(self.callbacks)))
+        lines.append(f'disruption: {one_line(self.disruption)}')
         if self.before_state:
-            lines.append('before: ' + _before_line(self.before_state))
+            lines.append('before: ' + one_line(_before_line(self.before_state)))
         return '\n'.join(lines)
 
 

@@ -303,7 +303,12 @@ class SeriesUpgradeFlow:
                     self.before_take_down()
             for group in self.services:
                 before = self._before_of(record, group)
-                with self.journal.stage('services-down', group=group.key, services=group.names):
+                with self.journal.stage(
+                    'services-down',
+                    group=group.key,
+                    services=group.names,
+                    upgrade=_upgrade_label(record),
+                ):
                     group.take_down(before)
             return record.token
 
@@ -328,6 +333,7 @@ class SeriesUpgradeFlow:
                     'services-up',
                     group=group.key,
                     services=group.names,
+                    upgrade=_upgrade_label(record),
                     **({} if group.key in listed else {'unlisted': True}),
                 ) as up:
                     result = group.bring_back(record.services[group.key]) or BringBackResult()
@@ -466,6 +472,11 @@ class SeriesUpgradeFlow:
             record.services[group.key] = group.read_state()
             _records.save(self.record_path, record)
         return record.services[group.key]
+
+
+def _upgrade_label(record: SeriesRecord) -> str:
+    """Name the series upgrade a services stage belongs to, for the journal's rows."""
+    return f'series upgrade {record.old_base or "?"} -> {record.target_base or "?"}'
 
 
 def _is_prepared(record: SeriesRecord | None) -> bool:

@@ -268,3 +268,27 @@ def test_a_failing_migrate_holds_the_services_and_names_itself(
     assert state.unit_status == testing.ActiveStatus()
     assert fake_systemd.unit('web.service') == {'enabled': 'enabled', 'active': 'active'}
     assert CALLS[-1] == 'uncordon'
+
+
+def test_the_journal_table_names_each_group_and_its_series_upgrade(
+    ctx: testing.Context[DemoCharm],
+    state_dir: pathlib.Path,
+    os_release: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from charm_upgrade._journal import format_timeline
+
+    state = ctx.run(ctx.on.start(), testing.State())
+    monkeypatch.setenv('JUJU_TARGET_BASE', 'ubuntu@24.04')
+    state = prepare(ctx, state)
+    monkeypatch.delenv('JUJU_TARGET_BASE')
+    os_release.write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+    complete(ctx, state)
+
+    rows = format_timeline(charm_upgrade.Journal(state_dir / 'journal.jsonl').timeline())
+    services_rows = [r.split('  ')[1] for r in rows.splitlines() if ' services-' in r]
+    upgrade = '(series upgrade ubuntu@22.04 -> ubuntu@24.04)'
+    assert [r.strip() for r in services_rows] == [
+        f'services-down systemd:web.service,cron.service {upgrade}',
+        f'services-up systemd:web.service,cron.service {upgrade}',
+    ]

@@ -102,3 +102,40 @@ def test_a_torn_line_is_a_warning_and_the_rest_is_printed(
     captured = capsys.readouterr()
     assert captured.err == f'warning: skipping unreadable line 6 of {journal.path}\n'
     assert captured.out.splitlines()[-1].split()[2] == 'health'
+
+
+SNAPD_ERROR = (
+    'ChangeFailed: snapd change 42 of myapp ended Error: cannot perform the following tasks:\n'
+    '- Start snap "myapp" (3) services ([start snap.myapp.daemon.service] failed with exit '
+    'status 1: Job for snap.myapp.daemon.service failed.\n'
+    'See "systemctl status snap.myapp.daemon.service" and "journalctl -xeu '
+    'snap.myapp.daemon.service" for details.\n)'
+)
+
+
+def test_a_multi_line_error_keeps_the_table_one_row_per_stage_and_the_json_whole(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+):
+    journal = Journal(tmp_path / 'journal.jsonl')
+    upgrade = 'series upgrade ubuntu@22.04 -> ubuntu@24.04'
+    journal.write('services-up', 'start', details={'group': 'snap:myapp', 'upgrade': upgrade})
+    journal.write('services-up', 'failed', duration=0.5, error=SNAPD_ERROR)
+    journal.write('snap-refresh', 'failed', duration=1.0, error='SnapdTimeout: late\n')
+
+    assert main(['journal', str(journal.path)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+
+    assert len(rows) == 3  # the header and one row per stage
+    assert f'services-up snap:myapp ({upgrade})' in rows[1]
+    assert rows[1].endswith(
+        'failed: ChangeFailed: snapd change 42 of myapp ended Error: cannot perform the '
+        'following tasks: / - Start snap "myapp" (3) services ([start '
+        'snap.myapp.daemon.service] failed with exit status 1: Job for '
+        'snap.myapp.daemon.service failed. / See "systemctl status snap.myapp.daemon.service" '
+        'and "journalctl -xeu snap.myapp.daemon.service" for details. / )'
+    )
+    assert rows[2].endswith('failed: SnapdTimeout: late')
+
+    assert main(['journal', str(journal.path), '--json']) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert first['error'] == SNAPD_ERROR  # the record keeps the full text

@@ -259,3 +259,43 @@ def test_format_timeline_keeps_one_row_per_stage_and_names_the_group(tmp_path: p
         'failed: ChangeFailed: cannot perform the following tasks: / '
         '- Run post-refresh hook of "myapp" snap if present (exit status 1)'
     )
+
+
+def test_format_record_is_one_line_with_the_group_and_the_upgrade(tmp_path: pathlib.Path):
+    from charm_upgrade._journal import format_record
+
+    journal = Journal(tmp_path / 'j.jsonl')
+    journal.write(
+        'services-down',
+        'failed',
+        duration=2,
+        error='ChangeFailed: cannot perform the following tasks:\n- Stop snap "myapp"\n',
+        details={'group': 'snap:myapp', 'upgrade': 'series upgrade ubuntu@22.04 -> ?'},
+    )
+    (record,) = journal.read()
+
+    line = format_record(record)
+
+    assert '\n' not in line
+    assert line == (
+        f'{record["ts"]} services-down snap:myapp (series upgrade ubuntu@22.04 -> ?) failed '
+        '(2.000 s): ChangeFailed: cannot perform the following tasks: / - Stop snap "myapp"'
+    )
+
+
+def test_a_preview_is_one_line_per_item_whatever_its_text(tmp_path: pathlib.Path):
+    from charm_upgrade import Preview, ServicePreview
+
+    preview = Preview(
+        step='snap-refresh',
+        summary='refused: Migration 1 failed (ChangeFailed: cannot perform:\n- Start "myapp")',
+        services=(ServicePreview('myapp.daemon', 'enabled', True, 'stop,\nrefresh'),),
+        disruption='every service\nof myapp',
+    )
+
+    assert preview.format().splitlines() == [
+        'snap-refresh: refused: Migration 1 failed (ChangeFailed: cannot perform: / '
+        '- Start "myapp")',
+        '  myapp.daemon (running, enabled): stop, / refresh',
+        'disruption: every service / of myapp',
+    ]

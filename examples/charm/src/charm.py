@@ -22,7 +22,7 @@ import charm_refresh
 import ops
 
 import charm_upgrade
-from charm_upgrade._journal import format_timeline
+from charm_upgrade._journal import format_record, format_timeline
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class UpgradeDemoCharm(ops.CharmBase):
             return
         records = charm_upgrade.Journal().read()
         records = records[len(records) - last :] if last else []  # [-0:] would be all
-        event.set_results({'records': '\n'.join(_format_record(r) for r in records)})
+        event.set_results({'records': '\n'.join(format_record(r) for r in records)})
 
     def _on_preview_upgrade(self, event: ops.ActionEvent) -> None:
         if event.params.get('refresh') and self.refresh is not None:
@@ -184,13 +184,6 @@ class UpgradeDemoCharm(ops.CharmBase):
         # A real charm rewrites what the new OS needs here: config paths, a
         # renamed package, a database format. It must be idempotent.
         logger.info('Migrating %s from %s to %s', SNAP, old_base, new_base)
-
-
-def _format_record(record: dict[str, object]) -> str:
-    duration = record.get('duration')
-    took = f' ({duration:.3f} s)' if isinstance(duration, float) else ''
-    error = f': {record["error"]}' if 'error' in record else ''
-    return f'{record.get("ts")} {record.get("stage")} {record.get("event")}{took}{error}'
 
 
 if __name__ == '__main__':  # pragma: nocover
