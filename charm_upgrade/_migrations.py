@@ -629,6 +629,9 @@ class Migrations:
             migration.id,
             direction,
         )
+        # A mark the other kind left (a refresh migration that failed or died, when a
+        # series upgrade completes) is that kind's: put back once this one is done.
+        others_mark = started if self._of_other_kind(started, migration.kind) else None
         stage = f'migration:{migration.id}' + (':down' if direction == 'down' else '')
         details: dict[str, Any] = {
             'description': migration.description,
@@ -659,7 +662,7 @@ class Migrations:
             after = self._after_failure(backup, details)
             if backup is not None and 'restored' in details:
                 # The data is as it was before: the retry is not an interrupted run.
-                record.started = None
+                record.started = others_mark
             # Otherwise the started mark stays: the retry gets interrupted=True.
             record.failed = MigrationFailure(
                 id=migration.id,
@@ -686,8 +689,9 @@ class Migrations:
             )
         else:
             record.applied.pop(migration.id, None)
-        record.started = None
-        record.failed = None
+        record.started = others_mark
+        if record.failed is not None and record.failed.kind == migration.kind:
+            record.failed = None  # a failure of the other kind stands until its own retry
         _records.save(self.path, record)
         if backup is not None:
             try:
@@ -699,6 +703,10 @@ class Migrations:
         if journal is not None:
             journal.write(stage, 'ended', duration=took, details=details)
         logger.info('Migration %s %s: done', migration.id, direction)
+
+    def _of_other_kind(self, mark: StartedMark | None, kind: MigrationKind) -> bool:
+        known = self.get(mark.id) if mark is not None else None
+        return known is not None and known.kind != kind
 
     def _prepare_backup(
         self,

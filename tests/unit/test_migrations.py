@@ -301,6 +301,39 @@ def test_applied_ids_unknown_to_the_code_refuse_runs_of_their_kind(state_dir: pa
     assert old_code.blocked_message(REFRESH) is None
 
 
+def test_a_series_run_leaves_a_standing_refresh_failure_and_its_started_mark_alone(
+    state_dir: pathlib.Path,
+):
+    # A refresh migration failed (no backup: its retry must be told it may be half done),
+    # then the machine's series upgrade completes and runs a series migration. That run is
+    # the series upgrade's: the refresh migration's failure and mark are not its to clear.
+    attempts: list[bool] = []
+
+    def flaky(ctx: MigrationContext) -> None:
+        attempts.append(ctx.interrupted)
+        if len(attempts) == 1:
+            raise OSError('disk full')
+
+    log: Log = []
+    migrations = Migrations(
+        [mig('1-config', log), Migration('2-format', 'format', kind=REFRESH, up=flaky)]
+    )
+    with pytest.raises(MigrationError):
+        migrations.run(REFRESH, old='1', new='2')
+
+    assert migrations.run(SERIES, old='ubuntu@22.04', new='ubuntu@24.04') == ['1-config']
+
+    assert migrations.blocked_message(REFRESH) == (
+        'Migration 2-format failed (OSError: disk full); see upgrade-journal'
+    )
+    assert migrations.blocked_message(SERIES) is None
+    assert record(state_dir)['started']['id'] == '2-format'
+    assert migrations.run(REFRESH, old='1', new='2') == ['2-format']
+    assert attempts == [False, True]
+    assert migrations.failure is None
+    assert record(state_dir)['started'] is None
+
+
 # Fresh install ----------------------------------------------------------------------
 
 
