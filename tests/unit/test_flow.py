@@ -461,6 +461,7 @@ def test_stages_are_journaled(
     assert downs[0] == {
         'group': 'systemd:web.service,cron.service',
         'services': ['web.service', 'cron.service'],
+        'upgrade': 'series upgrade ubuntu@22.04 -> ubuntu@24.04',
     }
     assert events == [
         ('series-prepare', 'start'),
