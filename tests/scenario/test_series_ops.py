@@ -243,7 +243,7 @@ def test_callbacks_and_a_started_callable_in_an_ops_charm(
 
 
 def test_a_failing_migrate_holds_the_services_and_names_itself(
-    fake_systemd: FakeSystemd, os_release: pathlib.Path
+    fake_systemd: FakeSystemd, os_release: pathlib.Path, state_dir: pathlib.Path
 ):
     CALLS.clear()
     ctx = testing.Context(DrainingCharm, meta=META, machine_id='7', juju_version='3.6.14')
@@ -259,6 +259,15 @@ def test_a_failing_migrate_holds_the_services_and_names_itself(
     )
     assert state.unit_status == held
     assert fake_systemd.unit('web.service')['active'] == 'inactive'
+    # Journaled as a failed series migration is: its stage and the complete fail.
+    failed = {
+        r.stage: r.error or ''
+        for r in charm_upgrade.Journal(state_dir / 'journal.jsonl').timeline()
+        if r.result == 'failed'
+    }
+    assert sorted(failed) == ['series-complete', 'series-migrate']
+    assert failed['series-migrate'] == 'OSError: /etc/web is read-only'
+    assert 'migrate failed (OSError: /etc/web is read-only)' in failed['series-complete']
     state = ctx.run(ctx.on.update_status(), state)  # tried again at every hook
     assert state.unit_status == held
     assert CALLS.count('migrate') == 2
