@@ -222,7 +222,7 @@ def print_story(story: Story, elapsed: float) -> None:
     for number, (title, status) in enumerate(steps, start=1):
         print(f'{number}. {title}')
         print(f'   app status: {status}')
-    for unit in sorted(app.units, reverse=True):
+    for unit in sorted(app.units):
         print()
         print(f'{APP}/{unit} (machine {unit}); a row for each step that changed something')
         print(f'  {"step":<5}{"charm":<6}{"snap":<5}{"base":<13}{"server":<7}unit status')
