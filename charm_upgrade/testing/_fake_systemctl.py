@@ -22,13 +22,31 @@ if TYPE_CHECKING:
 
 __all__ = ['Command', 'main', 'systemctl']
 
+_SHORT = {'-q': '--quiet'}
+# What `is-active` and `is-enabled` count as a yes (exit status 0), as systemctl's own lists.
+_ACTIVE_YES = ('active', 'reloading', 'refreshing')
+_ENABLED_YES = (
+    'enabled',
+    'enabled-runtime',
+    'static',
+    'alias',
+    'indirect',
+    'generated',
+    'transient',
+)
+
+
+def _is_option(arg: str) -> bool:
+    return arg in _SHORT or (arg.startswith('--') and arg != '--')
+
 
 def systemctl(machine: Machine, argv: list[str]) -> tuple[int, str, str]:
     """Run one ``systemctl`` command line; return (exit status, stdout, stderr)."""
     with open(machine.home / 'calls.jsonl', 'a') as f:
         f.write(json.dumps(argv) + '\n')
-    options = [a for a in argv if a.startswith('--') and a != '--']
-    args = [a for a in argv if not (a.startswith('--') and a != '--')]
+    # `--` ends the options; short flags are systemctl's one-letter spellings.
+    options = [_SHORT.get(a, a) for a in argv if _is_option(a)]
+    args = [a for a in argv if not _is_option(a)]
     command = args[0] if args else ''
     names = [a for a in args[1:] if a != '--']
     with machine.state() as state:
@@ -230,14 +248,29 @@ class Command:
                 limited.remove(unit.id)
 
     def do_is_active(self) -> None:
+        # Exit 0 if at least one unit is active, as systemctl's is-active does.
         states = [self.state['active'].get(self.m.resolve(n).id, 'inactive') for n in self.names]
-        self.out += states
-        self.code = 0 if all(s == 'active' for s in states) else 3
+        self._answer(states)
+        self.code = 0 if any(s in _ACTIVE_YES for s in states) else 3
 
     def do_is_enabled(self) -> None:
-        states = [self._enablement(full_name(n)) for n in self.names]
-        self.out += states
-        self.code = 0 if all(s == 'enabled' for s in states) else 1
+        # Exit 0 if at least one unit file is enabled, static, an alias...; an unknown one
+        # prints an error, not a state.
+        states: list[str] = []
+        for name in map(full_name, self.names):
+            state = self._enablement(name)
+            if state == 'not-found':
+                self.err.append(
+                    f'Failed to get unit file state for {name}: No such file or directory'
+                )
+            else:
+                states.append(state)
+        self._answer(states)
+        self.code = 0 if any(s in _ENABLED_YES for s in states) else 1
+
+    def _answer(self, states: list[str]) -> None:
+        if '--quiet' not in self.options:
+            self.out += states
 
     def _enablement(self, name: str) -> str:
         unit = self.m.resolve(name)

@@ -51,8 +51,12 @@ class FakeSystemd:
     aliases, ``Also=``, extra ``.wants/`` links, drop-ins applied by file name
     at ``daemon-reload`` (a hold skips every start, and succeeds), ``mask``
     refused for a unit file in ``/etc/systemd/system``, ``RefuseManualStart=``
-    and ``RefuseManualStop=``, socket and path triggers, and short names that
-    mean ``.service``. Every call is logged.
+    and ``RefuseManualStop=``, socket and path triggers, short names that
+    mean ``.service``, ``enable --now`` and ``disable --now``, and
+    ``is-active``/``is-enabled`` exit statuses (0 when any unit named is
+    active, or enabled, static, an alias...; ``--quiet`` prints nothing).
+    ``--no-block`` changes nothing: the fake's jobs finish at once. Every
+    call is logged.
 
     A :class:`~charm_upgrade.testing.FakeSnapd` attached to it
     (``fake_snapd.attach(fake_systemd)``; the pytest fixtures do it when a

@@ -142,3 +142,75 @@ def test_fake_snapd_and_fake_systemd_see_one_truth(
     client.wait_done(client.start(['foo.daemon'], enable=False))
     # systemd skips a held unit, whoever asks: snapd's start is no exception.
     assert fake_snapd.service_state('foo') == {'daemon': (True, False)}
+
+
+def test_the_librarys_hold_keeps_a_snap_service_down_whatever_starts_it(
+    fake_snapd: FakeSnapd, fake_systemd: FakeSystemd
+):
+    # The hold a series upgrade writes: its drop-in, then one daemon-reload.
+    from charm_upgrade import _systemd
+
+    fake_snapd.add_snap('foo', revision='1', revisions=['2'], services=['daemon'])
+    unit = 'snap.foo.daemon.service'
+    client = Snapd()
+    client.wait_done(client.stop(['foo.daemon'], disable=True))
+    _systemd.hold([unit])
+    assert (fake_systemd.config_dir / f'{unit}.d' / _systemd.HOLD_DROPIN_NAME).is_file()
+    assert fake_systemd.held() == [unit]
+
+    # A charm that wrongly starts the workload: through snapd (with --enable),
+    # systemctl start, enable --now, restart, and a snapd refresh that restarts it.
+    client.wait_done(client.start(['foo.daemon'], enable=True))
+    assert systemctl('start', unit).returncode == 0
+    assert systemctl('enable', '--now', unit).returncode == 0
+    assert systemctl('restart', unit).returncode == 0
+    client.wait_done(client.refresh('foo', '2'))
+
+    # systemd skips a held unit and every one of those starts succeeds: it stays down.
+    assert fake_snapd.service_state('foo') == {'daemon': (True, False)}
+    assert systemctl('is-active', unit).returncode == 3
+
+    _systemd.release([unit])
+    client.wait_done(client.start(['foo.daemon'], enable=False))
+    assert fake_snapd.service_state('foo') == {'daemon': (True, True)}
+
+
+def test_enable_now_enables_and_starts_and_disable_now_stops(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('app', enabled='disabled', active=False)
+
+    assert systemctl('enable', '--now', 'app').returncode == 0
+    assert fake_systemd.unit('app') == {'enabled': 'enabled', 'active': 'active'}
+    assert systemctl('disable', '--now', 'app.service').returncode == 0
+    assert fake_systemd.unit('app') == {'enabled': 'disabled', 'active': 'inactive'}
+    # --no-block only stops systemctl from waiting for the job: the job runs all the same.
+    assert systemctl('enable', '--now', '--no-block', 'app').returncode == 0
+    assert fake_systemd.unit('app') == {'enabled': 'enabled', 'active': 'active'}
+    assert systemctl('stop', '--no-block', 'app').returncode == 0
+    assert fake_systemd.unit('app')['active'] == 'inactive'
+
+
+def test_is_active_and_is_enabled_answer_for_any_unit_as_systemctl_does(
+    fake_systemd: FakeSystemd,
+):
+    fake_systemd.add_unit('up')
+    fake_systemd.add_unit('down', enabled='disabled', active=False)
+    fake_systemd.add_unit('fixed', enabled='static', active=False)
+
+    # Exit 0 when at least one of the units is active; 3 when none is.
+    both = systemctl('is-active', 'down', 'up')
+    assert (both.returncode, both.stdout) == (0, 'inactive\nactive\n')
+    assert systemctl('is-active', 'down', 'ghost').returncode == 3
+    assert systemctl('is-active', 'ghost').stdout == 'inactive\n'
+    # --quiet (-q) prints nothing; the exit status says it all.
+    assert systemctl('is-active', '--quiet', 'up').stdout == ''
+    assert systemctl('is-active', '-q', 'up').stdout == ''
+
+    # Exit 0 for enabled, static, alias, indirect...; 1 for disabled, masked, linked.
+    assert systemctl('is-enabled', 'fixed').returncode == 0
+    assert systemctl('is-enabled', 'down').returncode == 1
+    mixed = systemctl('is-enabled', 'down', 'fixed')
+    assert (mixed.returncode, mixed.stdout) == (0, 'disabled\nstatic\n')
+    ghost = systemctl('is-enabled', 'ghost')
+    assert (ghost.returncode, ghost.stdout) == (1, '')
+    assert 'Failed to get unit file state for ghost.service' in ghost.stderr
+    assert systemctl('is-enabled', '-q', 'up').stdout == ''
