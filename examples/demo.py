@@ -118,9 +118,7 @@ class Story:
             )
 
     def journal(self, unit: int) -> list[dict[str, Any]]:
-        return Journal(
-            self.app.harness(unit).charm_dir / '.charm_upgrade' / 'journal.jsonl'
-        ).read()
+        return Journal(self.app.harness(unit).state_dir / 'journal.jsonl').read()
 
     def journal_line(self, unit: int, record: dict[str, Any]) -> str:
         details: dict[str, Any] = record.get('details') or {}

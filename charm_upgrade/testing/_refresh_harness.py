@@ -30,7 +30,7 @@ import os
 import pathlib
 import platform
 import sys
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import httpx
 import ops
@@ -91,6 +91,7 @@ without a default of its own.
 EPOCH = 1_767_225_600.0
 """The simulated time of the first ``.juju-charm`` (2026-01-01 UTC): runs are reproducible."""
 
+_STATE_DIR_NAME = '.charm_upgrade'
 _SNAPD_SOCKET = '/run/snapd.socket'
 _SOCKET_ENV = 'CHARM_UPGRADE_SNAPD_SOCKET'
 # The modules whose `subprocess` global runs Juju hook tools, and the one whose `httpx` global
@@ -111,17 +112,35 @@ def _revisions(value: str | Mapping[str, str]) -> dict[str, str]:
     return dict(value)
 
 
+_DOCS = 'https://canonical-charm-refresh.readthedocs-hosted.com/latest/add-to-charm/refresh-versions-toml/'
+
+
 @dataclasses.dataclass(frozen=True)
 class RefreshVersions:
-    """What a built charm's ``refresh_versions.toml`` says.
+    """What a built charm's ``refresh_versions.toml`` says, checked as a real unit checks it.
+
+    Made (or loaded, or changed with :meth:`evolve`), it is checked at once: a pin that
+    would make the real unit raise at its first event raises here, in the test, rather
+    than at the first unit's upgrade-charm of a real refresh.
 
     Attributes:
         charm: the charm version the build writes (e.g. ``'1/1.0.0'``); ``unknown/…`` or
             ``….dirty`` versions are unreleased, hence incompatible by default.
         workload: the upstream workload version of the pinned snap revisions.
         snap: the workload snap's name.
-        revisions: pinned snap revision by ``platform.machine()`` architecture.
+        revisions: pinned snap revision by ``platform.machine()`` architecture; each a
+            string such as ``'123'`` (``revision = "123"`` in the file), as snapd names
+            revisions.
         charm_major: leave as 1.
+
+    Raises:
+        ValueError: the charm version is not one charm-refresh reads
+            (``<track>/<major>.<minor>.<patch>``), the workload version or the snap name
+            is not a string, or a revision is not a string of the form ``x?[1-9][0-9]*``:
+            an integer (``revision = 123`` in the file) is refused, as the real unit's
+            ``refresh_snap`` refuses it.
+        KeyError: no revision is pinned for this machine's architecture, as charm-refresh
+            raises at every event on such a machine.
     """
 
     charm: str
@@ -130,9 +149,45 @@ class RefreshVersions:
     revisions: Mapping[str, str]
     charm_major: int = 1
 
+    def __post_init__(self) -> None:
+        from charm_refresh import CharmVersion
+
+        from ..snapd import validate_revision
+
+        try:
+            CharmVersion(self.charm)
+        except (ValueError, AttributeError) as e:
+            raise ValueError(
+                f'invalid charm version {self.charm!r} for refresh_versions.toml: charm-refresh '
+                f"reads '<track>/<major>.<minor>.<patch>', e.g. '1/1.0.0' ({e})"
+            ) from None
+        for key, value in (('workload', self.workload), ('[snap] name', self.snap)):
+            if not isinstance(value, str) or not value:  # pyright: ignore[reportUnnecessaryIsInstance]
+                raise ValueError(
+                    f'{key} = {value!r} in refresh_versions.toml: write it as a non-empty '
+                    f'string, e.g. {key} = "{value}"'
+                )
+        for arch, revision in self.revisions.items():
+            try:
+                validate_revision(revision)
+            except ValueError:
+                raise ValueError(
+                    f'[snap.revisions] {arch} = {revision!r} in refresh_versions.toml: snap '
+                    f'revisions are strings, e.g. {arch} = "{revision}"; the real unit\'s '
+                    'refresh_snap raises ValueError for anything else'
+                ) from None
+        if platform.machine() not in self.revisions:
+            raise KeyError(
+                f'Snap revision missing for architecture {platform.machine()!r} in '
+                f'refresh_versions.toml [snap.revisions] (charm-refresh raises this at every '
+                f'event on such a machine). Docs: {_DOCS}'
+            )
+
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, charm: str) -> RefreshVersions:
         """Read a charm's source ``refresh_versions.toml`` and add the build-time charm version.
+
+        The file is checked as a real unit checks it (see the class): a bad pin raises here.
 
         Args:
             path: the source file (without the ``charm`` key).
@@ -140,14 +195,28 @@ class RefreshVersions:
 
         Returns:
             The versions.
+
+        Raises:
+            KeyError: a key charm-refresh requires is missing.
+            ValueError: a value is one the real unit refuses.
         """
         data = tomllib.loads(pathlib.Path(path).read_text())
-        snap = data['snap']
+        try:
+            snap = data['snap']
+            values = (data['workload'], snap['name'], snap['revisions'])
+        except (KeyError, TypeError) as e:
+            raise KeyError(
+                f'{path}: required key missing from refresh_versions.toml ({e}): it needs '
+                f'workload, [snap] name and [snap.revisions]. Docs: {_DOCS}'
+            ) from None
+        workload, name, revisions = values
+        if not isinstance(revisions, dict):
+            raise ValueError(f'{path}: [snap.revisions] must be a table of architecture = "rev"')
         return cls(
             charm=charm,
-            workload=str(data['workload']),
-            snap=str(snap['name']),
-            revisions={str(k): str(v) for k, v in snap['revisions'].items()},
+            workload=workload,
+            snap=name,
+            revisions={str(arch): rev for arch, rev in cast('dict[str, Any]', revisions).items()},
             charm_major=int(data.get('charm_major', 1)),
         )
 
@@ -342,6 +411,44 @@ class RefreshHarness(Generic[CharmT]):
         return f'{self.ctx.app_name}/{self.ctx.unit_id}'
 
     @property
+    def state_dir(self) -> pathlib.Path:
+        """charm-upgrade's state directory of this unit: its journal and records."""
+        return self.charm_dir / _STATE_DIR_NAME
+
+    def make_migration_pending(self, *migration_ids: str) -> None:
+        """Make this unit a unit deployed before the charm had these migrations.
+
+        A fresh install records every migration the charm knows as applied (none runs), and
+        the kit swaps only ``refresh_versions.toml`` at a refresh, so a migration the charm
+        adds would never run in a test. This takes the migrations out of the unit's record
+        (``migrations.json``), as on a unit installed by an older revision: the next
+        refresh, or series upgrade for a series migration, runs them.
+
+        Args:
+            migration_ids: the migrations' ids; none makes every migration pending.
+
+        Raises:
+            ValueError: the unit's record does not list one of the migrations as applied
+                (run the install first).
+        """
+        from .. import _lock, _records
+
+        path = self.state_dir / _records.MigrationsRecord.NAME
+        with _lock.unit_lock(self.state_dir, step='test kit: make migrations pending'):
+            record = _records.load(path, _records.MigrationsRecord)
+            applied = {} if record is None else record.applied
+            missing = [i for i in migration_ids if i not in applied]
+            if record is None or missing:
+                raise ValueError(
+                    f'{self.unit_name} has no applied migration {", ".join(missing) or "at all"} '
+                    f'in {path} (applied: {", ".join(applied) or "none"}): run the install '
+                    'first, and name migrations the charm declares'
+                )
+            for migration_id in migration_ids or list(applied):
+                del record.applied[migration_id]
+            _records.save(path, record)
+
+    @property
     def versions(self) -> RefreshVersions:
         """The ``refresh_versions.toml`` of the charm code currently on the unit."""
         return self._versions
@@ -503,7 +610,7 @@ class RefreshHarness(Generic[CharmT]):
         env = {
             'JUJU_PRINCIPAL_UNIT': self.principal_unit,
             # The unit's own journal and before-state, in its charm directory.
-            'CHARM_UPGRADE_STATE_DIR': str(self.charm_dir / '.charm_upgrade'),
+            'CHARM_UPGRADE_STATE_DIR': str(self.state_dir),
             **self.extra_env,
         }
         if self.systemd is not None:

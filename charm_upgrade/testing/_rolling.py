@@ -178,10 +178,15 @@ class RollingRefresh(Generic[CharmT]):
     Args:
         charm_type: the charm class.
         units: how many units.
-        snap: the workload snap's name.
-        revision: the snap revision the first charm revision pins; installed on every unit.
+        snap: the workload snap's name (not with ``refresh_versions``).
+        revision: the snap revision the first charm revision pins; installed on every unit
+            (not with ``refresh_versions``).
         charm_version: the first charm revision's version, e.g. ``'1/1.0.0'``.
-        workload: the workload version of ``revision``.
+        workload: the workload version of ``revision`` (``'1.0'`` by default; not with
+            ``refresh_versions``).
+        refresh_versions: the charm's own ``refresh_versions.toml`` (a path), or a
+            :class:`RefreshVersions`: the snap, its pinned revision and the workload version
+            come from it, checked as a real unit checks them, so a bad pin fails here.
         revisions: other snap revisions the fake store offers (refresh targets).
         services: the snap's services.
         meta: charm metadata (a ``charmcraft.yaml`` dict works), or None to load the charm's
@@ -209,10 +214,11 @@ class RollingRefresh(Generic[CharmT]):
         charm_type: type[CharmT],
         *,
         units: int = 3,
-        snap: str,
-        revision: str,
+        snap: str | None = None,
+        revision: str | None = None,
         charm_version: str,
-        workload: str = '1.0',
+        workload: str | None = None,
+        refresh_versions: str | os.PathLike[str] | RefreshVersions | None = None,
         revisions: Iterable[str] = (),
         services: Iterable[str] = ('daemon',),
         meta: Mapping[str, Any] | None = None,
@@ -232,6 +238,8 @@ class RollingRefresh(Generic[CharmT]):
     ) -> None:
         if units < 1 or not 0 <= leader < units:
             raise ValueError('need at least one unit, and the leader among them')
+        versions = _first_versions(refresh_versions, charm_version, snap, revision, workload)
+        snap, revision = versions.snap, versions.revision
         _split_base(base)
         revisions, services, plugs = list(revisions), list(services), list(plugs)
         self._own_root = root is None
@@ -251,9 +259,6 @@ class RollingRefresh(Generic[CharmT]):
         self._app_data: dict[str, str] = {}
         self._units: list[_Unit[CharmT]] = []
         self._snapds: list[FakeSnapd] = []
-        versions = RefreshVersions(
-            charm=charm_version, workload=workload, snap=snap, revisions=_revisions(revision)
-        )
         try:
             for number in range(units):
                 snapd = FakeSnapd(change_duration=change_duration, version=snapd_version)
@@ -572,6 +577,27 @@ class RollingRefresh(Generic[CharmT]):
         if settle:
             self.settle()
 
+    def make_migration_pending(
+        self, *migration_ids: str, units: Iterable[int] | None = None
+    ) -> None:
+        """Make the units units deployed before the charm had these migrations.
+
+        See :meth:`RefreshHarness.make_migration_pending`: the next refresh (or series
+        upgrade) runs them. Call it after :meth:`install`.
+
+        Example::
+
+            app.install()
+            app.make_migration_pending('20260301-data-format')
+            app.refresh('1/1.1.0', '3')    # unit 2 runs the migration up
+
+        Args:
+            migration_ids: the migrations' ids; none makes every migration pending.
+            units: the units (default: all).
+        """
+        for unit in self.units if units is None else units:
+            self._units[unit].harness.make_migration_pending(*migration_ids)
+
     def kill_next_event(self, unit: int, *, after_lines: int) -> None:
         """Kill the next event of ``unit`` after charm-upgrade ran ``after_lines`` of its lines.
 
@@ -852,6 +878,38 @@ class RollingRefresh(Generic[CharmT]):
                 p.kind == 'relation_changed' and p.remote == unit.number for p in other.queue
             ):
                 other.queue.append(_Pending('relation_changed', unit.number))
+
+
+def _first_versions(
+    refresh_versions: str | os.PathLike[str] | RefreshVersions | None,
+    charm_version: str,
+    snap: str | None,
+    revision: str | None,
+    workload: str | None,
+) -> RefreshVersions:
+    """The first charm revision's versions: the charm's own file, or the arguments."""
+    if refresh_versions is not None:
+        given = [
+            n for n, v in (('snap', snap), ('revision', revision), ('workload', workload)) if v
+        ]
+        if given:
+            raise TypeError(
+                f'give either refresh_versions or {", ".join(given)}: the file pins them'
+            )
+        if isinstance(refresh_versions, RefreshVersions):
+            return refresh_versions.evolve(charm=charm_version)
+        return RefreshVersions.load(refresh_versions, charm=charm_version)
+    if snap is None or revision is None:
+        raise TypeError(
+            'RollingRefresh needs the snap and its pinned revision: snap= and revision=, '
+            "or refresh_versions='refresh_versions.toml'"
+        )
+    return RefreshVersions(
+        charm=charm_version,
+        workload='1.0' if workload is None else workload,
+        snap=snap,
+        revisions=_revisions(revision),
+    )
 
 
 def _split_base(base: str) -> tuple[str, str]:

@@ -69,7 +69,7 @@ def app3(make_app: Callable[..., App]) -> App:
 
 
 def journal(app: App, unit: int) -> list[dict[str, Any]]:
-    path = app.harness(unit).charm_dir / '.charm_upgrade' / 'journal.jsonl'
+    path = app.harness(unit).state_dir / 'journal.jsonl'
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
@@ -136,7 +136,7 @@ def test_install_installs_the_pinned_revision_from_the_store(tmp_path: pathlib.P
         assert snapd.revision(SNAP) == '2'
         assert snapd.service_state(SNAP) == SERVING
         assert snapd.hold(SNAP)  # automatic refreshes held
-        records = (harness.charm_dir / '.charm_upgrade' / 'journal.jsonl').read_text()
+        records = (harness.state_dir / 'journal.jsonl').read_text()
         events = [f'{r["stage"]} {r["event"]}' for r in map(json.loads, records.splitlines())]
         assert events[:2] == ['snap-install start', 'snap-install ended']
         assert state.unit_status == ACTIVE

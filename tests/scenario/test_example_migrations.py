@@ -33,7 +33,7 @@ def app() -> Iterator[App]:
 
 
 def state_file(app: App, name: str, unit: int = 0) -> pathlib.Path:
-    return app.harness(unit).charm_dir / '.charm_upgrade' / name
+    return app.harness(unit).state_dir / name
 
 
 def stages(app: App, unit: int = 0) -> list[str]:
@@ -53,8 +53,7 @@ def test_install_records_both_migrations_as_applied(app: App):
 def test_units_older_than_the_migrations_run_up_at_refresh_and_down_at_rollback():
     app = deploy(3)
     try:
-        for unit in app.units:  # deployed before the charm had migrations
-            state_file(app, 'migrations.json', unit).unlink()
+        app.make_migration_pending()  # every unit deployed before the charm had migrations
 
         app.refresh('1/1.1.0', '3', workload='1.1')  # unit 2 refreshes, then it pauses
 

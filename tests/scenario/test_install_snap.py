@@ -44,7 +44,7 @@ def app(plugged: None) -> Iterator[App]:
 
 
 def state_file(app: App, unit: int, name: str) -> pathlib.Path:
-    return app.harness(unit).charm_dir / '.charm_upgrade' / name
+    return app.harness(unit).state_dir / name
 
 
 def test_each_unit_installs_the_pinned_revision_holds_it_and_connects_its_plugs(app: App):

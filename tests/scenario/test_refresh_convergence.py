@@ -36,9 +36,9 @@ SERVING = {'server': (True, True)}
 def deploy(units: int) -> App:
     app = _demo.deploy(units)
     app.install()
+    # Deployed before the charm had the refresh migration: the next refresh runs it.
+    app.make_migration_pending(DATA)
     for unit in app.units:
-        # Deployed before the charm had migrations: the refresh migration is pending.
-        state_file(app, unit, 'migrations.json').unlink()
         data = data_dir(app, unit)
         data.mkdir(parents=True)
         (data / 'format').write_text('v2\n')
@@ -87,7 +87,7 @@ def app3() -> Iterator[App]:
 
 
 def state_file(app: App, unit: int, name: str) -> pathlib.Path:
-    return app.harness(unit).charm_dir / '.charm_upgrade' / name
+    return app.harness(unit).state_dir / name
 
 
 def journal(app: App, unit: int) -> list[dict[str, Any]]:

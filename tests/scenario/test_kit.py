@@ -1,0 +1,132 @@
+# Copyright 2026 charm-upgrade developers
+# SPDX-License-Identifier: Apache-2.0
+"""The test kit catches the charm bugs a real unit would hit, with the example charm.
+
+Each test here is a mistake a charm author makes, or a step of a real deployment that the
+kit must not leave out: a bad pin in ``refresh_versions.toml``, a migration added in a later
+revision, a forgotten ``reconcile()``, machine paths two units would share.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import platform
+from typing import TYPE_CHECKING
+
+import pytest
+from ops import testing
+
+from charm_upgrade.testing import RefreshVersions, RollingRefresh
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+import _demo
+from _demo import CHARM_DIR, SNAP, App, UpgradeDemoCharm
+
+DATA = '20260301-data-format'
+SERIES = '20260110-series-config'
+
+
+def write_toml(path: pathlib.Path, revision: str) -> pathlib.Path:
+    source = (CHARM_DIR / 'refresh_versions.toml').read_text()
+    path.write_text(
+        source.replace(f'{platform.machine()} = "2"', f'{platform.machine()} = {revision}')
+    )
+    return path
+
+
+# refresh_versions.toml
+
+
+def test_rolling_refresh_loads_the_charms_own_refresh_versions_toml(tmp_path: pathlib.Path):
+    with RollingRefresh(
+        UpgradeDemoCharm,
+        units=2,
+        refresh_versions=CHARM_DIR / 'refresh_versions.toml',
+        charm_version='1/1.0.0',
+        revisions=['3'],
+        services=['server'],
+        root=tmp_path,
+    ) as app:
+        app.install()
+        assert app.snap == SNAP
+        assert [app.revision(u) for u in app.units] == ['2', '2']
+        assert app.unit_state(0).workload_version == '1.0'
+
+
+def test_an_integer_revision_fails_at_load_as_the_real_unit_fails(tmp_path: pathlib.Path):
+    bad = write_toml(tmp_path / 'refresh_versions.toml', '2')
+
+    with pytest.raises(ValueError, match=r'snap revisions are strings, e\.g\. .* = "2"'):
+        RefreshVersions.load(bad, charm='1/1.0.0')
+    with pytest.raises(ValueError, match='snap revisions are strings'):
+        RollingRefresh(UpgradeDemoCharm, refresh_versions=bad, charm_version='1/1.0.0')
+    with pytest.raises(ValueError, match='snap revisions are strings'):
+        RefreshVersions(charm='1/1.0.0', workload='1', snap=SNAP, revisions={'x86_64': 3})  # pyright: ignore[reportArgumentType]
+    with pytest.raises(ValueError, match='invalid charm version'):
+        RefreshVersions.load(CHARM_DIR / 'refresh_versions.toml', charm='1.0.0')
+    (tmp_path / 'no-snap.toml').write_text('workload = "1.0"\n')
+    with pytest.raises(KeyError, match='required key missing'):
+        RefreshVersions.load(tmp_path / 'no-snap.toml', charm='1/1.0.0')
+    other_arch = write_toml(tmp_path / 'other.toml', '"2"').read_text()
+    (tmp_path / 'other.toml').write_text(other_arch.replace(platform.machine(), 'riscv64'))
+    with pytest.raises(KeyError, match='Snap revision missing for architecture'):
+        RefreshVersions.load(tmp_path / 'other.toml', charm='1/1.0.0')
+
+
+def test_the_real_unit_refuses_an_integer_revision_at_its_refresh():
+    # What the kit's check stands for: the built charm with `x86_64 = 3` in its file, on a
+    # real unit with the real charm-refresh, fails its first upgrade-charm.
+    with _demo.deploy(1) as app:
+        app.install()
+        app.refresh('1/1.1.0', '3', workload='1.1', settle=False)
+        toml = app.harness(0).charm_dir / 'refresh_versions.toml'
+        toml.write_text(toml.read_text().replace('= "3"', '= 3'))
+
+        with pytest.raises(testing.errors.UncaughtCharmError) as caught:
+            app.settle()
+
+        assert isinstance(caught.value.__cause__, ValueError)
+        assert 'invalid snap revision 3' in str(caught.value.__cause__)
+        assert app.revision(0) == '2'
+
+
+# Migrations added in a later revision
+
+
+def test_make_migration_pending_runs_a_new_refresh_migration_at_the_next_refresh():
+    with _demo.deploy(2) as app:
+        app.install()
+        record = app.harness(1).state_dir / 'migrations.json'
+        assert DATA in json.loads(record.read_text())['applied']  # a fresh install
+
+        app.make_migration_pending(DATA)  # deployed by a revision without it
+
+        applied = json.loads(record.read_text())['applied']
+        assert DATA not in applied and SERIES in applied
+        app.refresh('1/1.1.0', '3', workload='1.1')
+        assert app.refresh_order == [1]
+        applied = json.loads(record.read_text())['applied']
+        assert applied[DATA]['how'] == 'ran' and applied[DATA]['new'] == '3'
+        assert (
+            DATA
+            not in json.loads((app.harness(0).state_dir / 'migrations.json').read_text())[
+                'applied'
+            ]
+        )  # unit 0 has not refreshed yet
+
+        with pytest.raises(ValueError, match='no applied migration nope'):
+            app.make_migration_pending('nope')
+
+
+def test_make_migration_pending_before_install_says_to_install_first(app_not_installed: App):
+    with pytest.raises(ValueError, match='run the install first'):
+        app_not_installed.make_migration_pending(DATA)
+
+
+@pytest.fixture
+def app_not_installed() -> Iterator[App]:
+    with _demo.deploy(1) as app:
+        yield app
