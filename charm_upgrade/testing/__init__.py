@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         CHARM_REFRESH_META,
         PEER_ENDPOINT,
         EventCalls,
+        ReconcileNotCalled,
         RefreshHarness,
         RefreshVersions,
     )
@@ -55,6 +56,7 @@ __all__ = [
     'FakeSnapd',
     'FakeSystemd',
     'HookKilled',
+    'ReconcileNotCalled',
     'RecordedRequest',
     'RefreshHarness',
     'RefreshVersions',
@@ -71,6 +73,7 @@ _LAZY = {
     'FakeSnapd': '_fake_snapd',
     'FakeSystemd': '_fake_systemd',
     'HookKilled': '_kill',
+    'ReconcileNotCalled': '_refresh_harness',
     'RecordedRequest': '_fake_snapd',
     'RefreshHarness': '_refresh_harness',
     'RefreshVersions': '_refresh_harness',

@@ -55,6 +55,7 @@ else:  # pragma: no cover - charm-refresh depends on tomli
 __all__ = [
     'PEER_ENDPOINT',
     'EventCalls',
+    'ReconcileNotCalled',
     'RefreshHarness',
     'RefreshVersions',
 ]
@@ -379,6 +380,11 @@ class RefreshHarness(Generic[CharmT]):
         """True between :meth:`simulate_juju_refresh` and the next upgrade-charm that succeeds."""
         self.count_library_lines = False
         """Count the library lines each event runs, into ``EventCalls.library_lines``."""
+        self.check_reconcile = True
+        """Fail a run in which a refresh is in progress and the charm never called ``reconcile``.
+
+        Set it to False only to test what a charm that forgets it does (the refresh stalls).
+        """
         self.kill_at_line: int | None = None
         """Kill the next event run after that many lines of charm-upgrade's code; one shot.
 
@@ -600,12 +606,22 @@ class RefreshHarness(Generic[CharmT]):
                 clients.append(httpx.Client(transport=transport, trust_env=False))
             return clients[0]
 
+        built: list[_Built] = []
+        machines_type = importlib.import_module('charm_refresh').Machines
+        machines_init = machines_type.__init__
+
+        def init(machines: Any, charm_specific: Any, /) -> None:
+            machines_init(machines, charm_specific)
+            # Read now, inside the event, while charm-refresh's view of the relation is live.
+            built.append(_Built(machines, charm_specific, bool(machines.in_progress)))
+
         subprocess_shim = module_shim(importlib.import_module('subprocess'), run=self._tools.run)
         httpx_shim = module_shim(httpx, Client=client, HTTPTransport=_no_transport)
-        swaps = [
+        swaps: list[tuple[object, str, object]] = [
             (importlib.import_module(n), 'subprocess', subprocess_shim) for n in _SUBPROCESS_USERS
         ]
         swaps.append((importlib.import_module(_HTTPX_USER), 'httpx', httpx_shim))
+        swaps.append((machines_type, '__init__', init))
         saved = [(module, attr, getattr(module, attr)) for module, attr, _ in swaps]
         env = {
             'JUJU_PRINCIPAL_UNIT': self.principal_unit,
@@ -627,6 +643,8 @@ class RefreshHarness(Generic[CharmT]):
             os.chdir(self.charm_dir)
             with _refresh_scenario.capture_backends(self._set_backend):
                 yield
+            if self.check_reconcile:
+                _check_reconciled(built, self.unit_name)
         finally:
             os.chdir(cwd)
             for key, value in saved_env.items():
@@ -652,3 +670,41 @@ class RefreshHarness(Generic[CharmT]):
         if self.goal_units is None:
             return None
         return [f'{self.app_name}/{n}' for n in self.goal_units]
+
+
+class ReconcileNotCalled(AssertionError):
+    """A refresh was in progress and the charm never called ``reconcile()`` in the event.
+
+    On a real unit nothing fails: the unit never lets the next one refresh if it was
+    unhealthy when it refreshed, and the refresh stalls for ever, with no warning. The kit
+    fails the test instead (:attr:`RefreshHarness.check_reconcile`).
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class _Built:
+    """A ``charm_refresh.Machines`` the charm built in a run, and what it said then."""
+
+    machines: Any
+    charm_specific: Any
+    in_progress: bool
+
+
+def _check_reconciled(built: list[_Built], unit: str) -> None:
+    from .._refresh import CharmSpecificMachines
+
+    for each in built:
+        specific = each.charm_specific
+        if not (each.in_progress and isinstance(specific, CharmSpecificMachines)):
+            continue
+        # reconcile() keeps the Machines it was given: the one built in this run, or none.
+        if getattr(specific, '_machines', None) is not each.machines:
+            name = type(specific).__name__
+            raise ReconcileNotCalled(
+                f'{unit}: a refresh is in progress and the charm never called '
+                f'{name}.reconcile() in this event. Call it in every event, right after '
+                f'charm_refresh.Machines({name}(...)) is built: '
+                '`self.refresh_specific.reconcile(self.refresh)`. Without it a unit that is '
+                'unhealthy when it refreshes never lets the next unit refresh, and the '
+                'refresh stalls for ever.'
+            )

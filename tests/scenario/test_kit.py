@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from ops import testing
 
-from charm_upgrade.testing import RefreshVersions, RollingRefresh
+from charm_upgrade.testing import ReconcileNotCalled, RefreshVersions, RollingRefresh
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -130,3 +130,23 @@ def test_make_migration_pending_before_install_says_to_install_first(app_not_ins
 def app_not_installed() -> Iterator[App]:
     with _demo.deploy(1) as app:
         yield app
+
+
+# A charm that forgets reconcile()
+
+
+def test_a_charm_that_never_calls_reconcile_fails_its_test_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    with _demo.deploy(2) as app:
+        app.install()  # no refresh in progress: nothing to reconcile yet
+        monkeypatch.setattr(_demo.charm.DemoRefresh, 'reconcile', lambda self, refresh: None)
+
+        with pytest.raises(ReconcileNotCalled, match=r'never called DemoRefresh\.reconcile\(\)'):
+            app.refresh('1/1.1.0', '3', workload='1.1')
+
+        # Turned off, the same charm passes, and its refresh goes no further than unit 1.
+        for unit in app.units:
+            app.harness(unit).check_reconcile = False
+        app.settle()
+        assert app.refresh_order == [1]
