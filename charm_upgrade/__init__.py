@@ -19,6 +19,10 @@ Migrations (:mod:`charm_upgrade._migrations`): :class:`Migrations`, a
 registry of :class:`Migration` objects with ``up`` and ``down``, run after a
 series upgrade or a snap refresh, each called with a :class:`MigrationContext`.
 
+Machine paths: :func:`machine_path` maps a path of the unit's machine (a unit file, the
+workload's data) to where it is for the running unit: itself on a machine, a directory of
+the simulated unit's own under the test kit.
+
 Shared pieces: :class:`Journal` (and its :class:`TimelineEntry`), the exceptions under
 :class:`CharmUpgradeError`, the modules :mod:`charm_upgrade._flags` and
 :mod:`charm_upgrade.snapd`, and the test kit :mod:`charm_upgrade.testing`.
@@ -32,6 +36,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._machine import machine_path
 from ._version import __version__
 from .errors import (
     ChangeConflict,
@@ -98,6 +103,7 @@ __all__ = [
     'SystemdServices',
     'TimelineEntry',
     '__version__',
+    'machine_path',
 ]
 
 # Public name -> the private module that defines it, imported on first use.

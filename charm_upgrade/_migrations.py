@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import _backup, _clock, _lock, _records, _state
 from ._journal import Journal
+from ._machine import machine_path
 from ._records import (
     AppliedMigration,
     InstallRecord,
@@ -142,7 +143,9 @@ class Migration:
             runs, and dropped once it is recorded. No path may contain the
             state directory or another declared path. Declare only what it
             changes: the copy is taken on every run, inside the workload's
-            downtime.
+            downtime. Each is mapped with :func:`~charm_upgrade.machine_path`
+            when the migration runs: itself on a machine, the simulated
+            unit's own copy under the test kit.
 
     Raises:
         ValueError: the id or the kind is invalid, or a backup path is relative.
@@ -173,7 +176,7 @@ class Migration:
             )
         # Frozen: store a tuple, so that the migration stays hashable and unchanged.
         object.__setattr__(self, 'backup', tuple(str(p) for p in self.backup))
-        relative = [p for p in self.backup_paths if not p.is_absolute()]
+        relative = [p for p in map(pathlib.Path, self.backup) if not p.is_absolute()]
         if relative:
             raise ValueError(
                 f'migration {self.id!r} backs up relative paths {[str(p) for p in relative]}: '
@@ -182,8 +185,8 @@ class Migration:
 
     @property
     def backup_paths(self) -> tuple[pathlib.Path, ...]:
-        """The ``backup`` paths."""
-        return tuple(pathlib.Path(p) for p in self.backup)
+        """The ``backup`` paths, as :func:`~charm_upgrade.machine_path` maps them now."""
+        return tuple(machine_path(p) for p in self.backup)
 
     @property
     def number(self) -> int:

@@ -21,6 +21,12 @@ charm-refresh for real inside ``ops.testing``:
   (:meth:`RollingRefresh.kill_next_event`, :class:`HookKilled`), to test that
   an upgrade converges from wherever a hook dies.
 
+Each simulated unit has a machine root of its own, a directory that stands for its
+``/``: :func:`charm_upgrade.machine_path` maps the charm's machine paths (unit files,
+data, ``backup=`` paths) into it during the unit's events. A run in which a refresh is
+in progress and the charm never called ``reconcile()`` fails with
+:class:`ReconcileNotCalledError`.
+
 Importing this package does not import pytest; nothing in the library
 imports it. A pytest plugin, registered as the ``pytest11`` entry point
 ``charm_upgrade``, provides the fixtures ``fake_snapd``, ``fake_systemd`` and
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
         CHARM_REFRESH_META,
         PEER_ENDPOINT,
         EventCalls,
-        ReconcileNotCalled,
+        ReconcileNotCalledError,
         RefreshHarness,
         RefreshVersions,
     )
@@ -56,7 +62,7 @@ __all__ = [
     'FakeSnapd',
     'FakeSystemd',
     'HookKilled',
-    'ReconcileNotCalled',
+    'ReconcileNotCalledError',
     'RecordedRequest',
     'RefreshHarness',
     'RefreshVersions',
@@ -73,7 +79,7 @@ _LAZY = {
     'FakeSnapd': '_fake_snapd',
     'FakeSystemd': '_fake_systemd',
     'HookKilled': '_kill',
-    'ReconcileNotCalled': '_refresh_harness',
+    'ReconcileNotCalledError': '_refresh_harness',
     'RecordedRequest': '_fake_snapd',
     'RefreshHarness': '_refresh_harness',
     'RefreshVersions': '_refresh_harness',

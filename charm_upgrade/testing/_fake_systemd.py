@@ -12,6 +12,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
+from .._machine import MACHINE_ROOT_ENV
 from . import _fake_systemctl
 from ._fake_systemd_model import Machine, full_name
 
@@ -63,8 +64,15 @@ class FakeSystemd:
     test uses both) keeps its snap services here as the units
     ``snap.<snap>.<app>.service``, so ``systemctl`` and snapd see one truth.
 
-    Use it as a context manager: it puts the stand-in first on ``PATH`` and
-    points ``$CHARM_UPGRADE_SYSTEMD_DIR`` at :attr:`config_dir`.
+    Unit files a charm writes itself, at the path
+    :func:`charm_upgrade.machine_path` gives (``/etc/systemd/system/<unit>``
+    mapped under :attr:`root`), are units of this machine at once, as systemd
+    loads a new unit file when it is first named: ``enable``, ``start`` and
+    ``show`` find it, with or without a ``daemon-reload`` first.
+
+    Use it as a context manager: it puts the stand-in first on ``PATH``,
+    points ``$CHARM_UPGRADE_SYSTEMD_DIR`` at :attr:`config_dir`, and makes
+    :attr:`root` the machine root that :func:`charm_upgrade.machine_path` maps to.
 
     Args:
         directory: Where to keep the executable, the machine and the log; a
@@ -85,6 +93,8 @@ class FakeSystemd:
         self.machine = Machine(self.directory)
         """The model behind the stand-in (shared with an attached FakeSnapd)."""
         self.machine.setup()
+        self.root = self.machine.root
+        """Stands for the machine's ``/``: :func:`charm_upgrade.machine_path` maps into it."""
         self.config_dir = self.machine.config_dir
         """Stands for ``/etc/systemd/system``: unit files, links, drop-ins (and holds)."""
         self.vendor_dir = self.machine.vendor_dir
@@ -105,6 +115,7 @@ class FakeSystemd:
         for key, value in (
             ('PATH', f'{self.bin_dir}{os.pathsep}{os.environ.get("PATH", "")}'),
             ('CHARM_UPGRADE_SYSTEMD_DIR', str(self.config_dir)),
+            (MACHINE_ROOT_ENV, str(self.root)),
         ):
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value

@@ -160,6 +160,12 @@ class Machine:
         """Create the directories and an empty state, unless they exist."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.vendor_dir.mkdir(parents=True, exist_ok=True)
+        # /usr/lib/systemd is /lib/systemd, as on a merged-/usr system: a unit file
+        # written at either path is a packaged unit.
+        usr_systemd = self.root / 'usr' / 'lib' / 'systemd'
+        if not usr_systemd.is_symlink():
+            usr_systemd.parent.mkdir(parents=True, exist_ok=True)
+            usr_systemd.symlink_to('../../lib/systemd')
         if not self.state_path.exists():
             self.state_path.write_text(json.dumps({'active': {}, 'held': [], 'fail': {}}))
 

@@ -36,6 +36,7 @@ import httpx
 import ops
 from ops import testing
 
+from .._machine import MACHINE_ROOT_ENV, under_root
 from . import _refresh_scenario
 from ._kill import HookKilled, LineCounter, close_what_the_kill_left
 from ._refresh_hooktools import FakeHookTools, module_shim
@@ -55,7 +56,7 @@ else:  # pragma: no cover - charm-refresh depends on tomli
 __all__ = [
     'PEER_ENDPOINT',
     'EventCalls',
-    'ReconcileNotCalled',
+    'ReconcileNotCalledError',
     'RefreshHarness',
     'RefreshVersions',
 ]
@@ -326,6 +327,11 @@ class RefreshHarness(Generic[CharmT]):
         juju_version: the Juju version to simulate (default: ops.testing's).
         systemd: a stand-in ``systemctl`` put first on ``PATH`` during runs (series upgrades
             hold services with systemd drop-ins).
+        machine_root: the directory that stands for ``/`` of this unit's machine during runs,
+            where :func:`charm_upgrade.machine_path` maps the charm's machine paths (unit
+            files, data, ``backup=`` paths). By default the ``systemd``'s root; without one,
+            the root of a ``FakeSystemd`` entered at run time, else ``<charm_dir>/.machine``.
+            Give each unit its own.
     """
 
     def __init__(
@@ -347,6 +353,7 @@ class RefreshHarness(Generic[CharmT]):
         mtime: float = EPOCH,
         juju_version: str | None = None,
         systemd: FakeSystemd | None = None,
+        machine_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self.charm_dir = pathlib.Path(charm_dir).absolute()
         """This unit's charm directory."""
@@ -370,6 +377,7 @@ class RefreshHarness(Generic[CharmT]):
         """``$JUJU_PRINCIPAL_UNIT`` for runs."""
         self.systemd = systemd
         """The unit's stand-in ``systemctl``, if any."""
+        self._machine_root = None if machine_root is None else pathlib.Path(machine_root)
         self.extra_env: dict[str, str] = {}
         """More environment for runs (``JUJU_TARGET_BASE`` for a series upgrade)."""
         self.goal_units: list[int] | None = None if goal_units is None else list(goal_units)
@@ -415,6 +423,26 @@ class RefreshHarness(Generic[CharmT]):
     def unit_name(self) -> str:
         """This unit's name, e.g. ``tiny/0``."""
         return f'{self.ctx.app_name}/{self.ctx.unit_id}'
+
+    @property
+    def machine_root(self) -> pathlib.Path:
+        """The directory that stands for ``/`` of this unit's machine (see ``machine_root=``)."""
+        if self._machine_root is not None:
+            return self._machine_root
+        if self.systemd is not None:
+            return self.systemd.root
+        entered = os.environ.get(MACHINE_ROOT_ENV)
+        return pathlib.Path(entered) if entered else self.charm_dir / '.machine'
+
+    def machine_path(self, path: str | os.PathLike[str]) -> pathlib.Path:
+        """Where the machine path ``path`` is for this unit, as ``machine_path`` maps it in runs.
+
+        Example::
+
+            data = harness.machine_path('/var/snap/mydb/common/data')
+            data.mkdir(parents=True)
+        """
+        return under_root(path, self.machine_root)
 
     @property
     def state_dir(self) -> pathlib.Path:
@@ -627,6 +655,8 @@ class RefreshHarness(Generic[CharmT]):
             'JUJU_PRINCIPAL_UNIT': self.principal_unit,
             # The unit's own journal and before-state, in its charm directory.
             'CHARM_UPGRADE_STATE_DIR': str(self.state_dir),
+            # The unit's machine paths (charm_upgrade.machine_path): its own, in this test.
+            MACHINE_ROOT_ENV: str(self.machine_root),
             **self.extra_env,
         }
         if self.systemd is not None:
@@ -672,7 +702,7 @@ class RefreshHarness(Generic[CharmT]):
         return [f'{self.app_name}/{n}' for n in self.goal_units]
 
 
-class ReconcileNotCalled(AssertionError):
+class ReconcileNotCalledError(AssertionError):
     """A refresh was in progress and the charm never called ``reconcile()`` in the event.
 
     On a real unit nothing fails: the unit never lets the next one refresh if it was
@@ -700,7 +730,7 @@ def _check_reconciled(built: list[_Built], unit: str) -> None:
         # reconcile() keeps the Machines it was given: the one built in this run, or none.
         if getattr(specific, '_machines', None) is not each.machines:
             name = type(specific).__name__
-            raise ReconcileNotCalled(
+            raise ReconcileNotCalledError(
                 f'{unit}: a refresh is in progress and the charm never called '
                 f'{name}.reconcile() in this event. Call it in every event, right after '
                 f'charm_refresh.Machines({name}(...)) is built: '

@@ -9,8 +9,10 @@ others when its event ends without error, and each unit whose view changed is qu
 ``relation-changed``. Queued events are delivered one round at a time, one event per unit per
 round, highest unit first, so every run of a scenario is the same.
 
-Each unit also has a machine of its own: an os-release file (its base) and a
-:class:`~charm_upgrade.testing.FakeSystemd`, for series upgrades. Between
+Each unit also has a machine of its own: a directory that stands for its ``/``, where
+:func:`charm_upgrade.machine_path` maps the charm's machine paths (unit files, data,
+``backup=`` paths), with an ``/etc/os-release`` (its base) and a
+:class:`~charm_upgrade.testing.FakeSystemd` over its ``/etc/systemd/system``. Between
 :meth:`RollingRefresh.prepare_series_upgrade` and
 :meth:`RollingRefresh.complete_series_upgrade` the unit runs nothing, as Juju's uniter idles
 once pre-series-upgrade has succeeded (``juju upgrade-machine <machine> prepare``): its events
@@ -267,7 +269,8 @@ class RollingRefresh(Generic[CharmT]):
                 machine = self.root / f'machine-{number}'
                 systemd = FakeSystemd(machine / 'systemd')
                 snapd.attach(systemd)  # the snap's services are this machine's units
-                os_release = machine / 'os-release'
+                # Its /etc/os-release, where machine_path() puts it for this unit.
+                os_release = systemd.root / 'etc' / 'os-release'
                 _write_os_release(os_release, base)
                 harness = RefreshHarness(
                     charm_type,
@@ -284,6 +287,7 @@ class RollingRefresh(Generic[CharmT]):
                     goal_units=range(units),
                     mtime=self._clock,
                     systemd=systemd,
+                    machine_root=systemd.root,
                 )
                 harness.extra_env[_bases.OS_RELEASE_ENV] = str(os_release)
                 state = testing.State(
@@ -378,6 +382,19 @@ class RollingRefresh(Generic[CharmT]):
     def base(self, unit: int) -> str | None:
         """The unit's machine's base, as its os-release file says (``ubuntu@22.04``)."""
         return _bases.current_base(self._units[unit].os_release)
+
+    def machine_path(self, unit: int, path: str | os.PathLike[str]) -> pathlib.Path:
+        """Where the machine path ``path`` is on the unit's machine, in this test.
+
+        What :func:`charm_upgrade.machine_path` gives the unit's events: each unit has a
+        machine root of its own (its FakeSystemd's :attr:`~FakeSystemd.root`), under this
+        application's :attr:`root`, so two units that write the "same" path do not share it.
+
+        Example::
+
+            data = app.machine_path(0, '/var/snap/mydb/common/data')
+        """
+        return self._units[unit].harness.machine_path(path)
 
     def os_release(self, unit: int) -> pathlib.Path:
         """The unit's machine's os-release file."""

@@ -27,6 +27,7 @@ Description=charm-upgrade integration echo unit
 [Service]
 ExecStart=/bin/sleep infinity
 """
+WANTED_BY = '[Install]\nWantedBy=multi-user.target\n'
 
 
 def test_systemd_is_pid1_and_running(container: Container) -> None:
@@ -62,6 +63,42 @@ def test_unit_in_etc_starts_and_stops(container: Container) -> None:
     container.exec(['systemctl', 'stop', UNIT])
     result = container.exec(['systemctl', 'is-active', UNIT], check=False)
     assert (result.returncode, result.stdout.strip()) == (3, 'inactive')
+
+
+def test_what_the_test_kits_systemctl_copies(container: Container) -> None:
+    """FakeSystemd answers so (tests/unit/test_fake_systemd.py): checked on the real one."""
+    # A unit file systemd has never seen is loaded when first named: no daemon-reload.
+    new = 'cu-new-file.service'
+    container.write_file(f'/etc/systemd/system/{new}', UNIT_TEXT + WANTED_BY)
+    shown = container.exec(['systemctl', 'show', '--property=LoadState,UnitFileState', new])
+    assert shown.stdout.split() == ['LoadState=loaded', 'UnitFileState=disabled']
+    container.exec(['systemctl', 'start', new])
+    assert container.exec(['systemctl', 'is-active', new]).stdout.strip() == 'active'
+    container.exec(['systemctl', 'stop', new])
+    # enable --now enables and starts; disable --now disables and stops.
+    container.exec(['systemctl', 'enable', '--now', new])
+    assert container.exec(['systemctl', 'is-active', new]).stdout.strip() == 'active'
+    # is-active / is-enabled: exit 0 when any unit named is active / enabled (or static).
+    mixed = container.exec(['systemctl', 'is-active', 'cu-nothing.service', new], check=False)
+    assert (mixed.returncode, mixed.stdout.split()) == (0, ['inactive', 'active'])
+    container.write_file('/etc/systemd/system/cu-static.service', UNIT_TEXT)
+    static = container.exec(['systemctl', 'is-enabled', 'cu-static.service'], check=False)
+    assert (static.returncode, static.stdout.strip()) == (0, 'static')
+    quiet = container.exec(['systemctl', 'is-active', '--quiet', new], check=False)
+    assert (quiet.returncode, quiet.stdout) == (0, '')
+    # An unknown unit file: systemd 252 (the fake's model) fails with a message; 257
+    # prints not-found and exits 4. Both are a failure.
+    ghost = container.exec(['systemctl', 'is-enabled', 'cu-nothing.service'], check=False)
+    if ghost.returncode == 1:
+        assert ghost.stdout == ''
+        assert 'Failed to get unit file state for cu-nothing.service' in ghost.stderr
+    else:
+        assert (ghost.returncode, ghost.stdout) == (4, 'not-found\n')
+    container.exec(['systemctl', 'disable', '--now', new])
+    off = container.exec(['systemctl', 'is-active', new], check=False)
+    assert (off.returncode, off.stdout.strip()) == (3, 'inactive')
+    disabled = container.exec(['systemctl', 'is-enabled', new], check=False)
+    assert (disabled.returncode, disabled.stdout.strip()) == (1, 'disabled')
 
 
 def test_mask_of_a_unit_whose_file_is_in_etc_fails(container: Container) -> None:

@@ -69,8 +69,9 @@ def test_units_older_than_the_migrations_run_up_at_refresh_and_down_at_rollback(
             for r in map(json.loads, journal)
             if (r['stage'], r['event']) == (f'migration:{DATA}', 'ended')
         ]
-        # The declared data was backed up first (absent here: the fake has no files).
-        assert ended['details']['backup']['absent'] == ['/var/snap/upgrade-demo/common/data']
+        # The declared data was backed up first: unit 2's own (absent: it wrote none).
+        data = app.machine_path(2, '/var/snap/upgrade-demo/common/data')
+        assert ended['details']['backup']['absent'] == [str(data)]
 
         app.refresh('1/1.0.0', '2', workload='1.0', charm_revision=1)  # the rollback
 

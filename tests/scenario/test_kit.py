@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import pathlib
 import platform
-from typing import TYPE_CHECKING
+import subprocess
+from typing import TYPE_CHECKING, Any
 
+import ops
 import pytest
+import yaml
 from ops import testing
 
-from charm_upgrade.testing import ReconcileNotCalled, RefreshVersions, RollingRefresh
+import charm_upgrade
+from charm_upgrade.testing import ReconcileNotCalledError, RefreshVersions, RollingRefresh
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -142,7 +146,8 @@ def test_a_charm_that_never_calls_reconcile_fails_its_test_loudly(
         app.install()  # no refresh in progress: nothing to reconcile yet
         monkeypatch.setattr(_demo.charm.DemoRefresh, 'reconcile', lambda self, refresh: None)
 
-        with pytest.raises(ReconcileNotCalled, match=r'never called DemoRefresh\.reconcile\(\)'):
+        never = r'never called DemoRefresh\.reconcile\(\)'
+        with pytest.raises(ReconcileNotCalledError, match=never):
             app.refresh('1/1.1.0', '3', workload='1.1')
 
         # Turned off, the same charm passes, and its refresh goes no further than unit 1.
@@ -150,3 +155,86 @@ def test_a_charm_that_never_calls_reconcile_fails_its_test_loudly(
             app.harness(unit).check_reconcile = False
         app.settle()
         assert app.refresh_order == [1]
+
+
+# Machine paths: each unit its own
+
+
+EXPORTER = """\
+[Unit]
+Description=mydb exporter for {unit}
+[Service]
+ExecStart=/usr/bin/mydb-exporter
+[Install]
+WantedBy=multi-user.target
+"""
+DATA_DIR = f'/var/snap/{SNAP}/common/data'
+
+
+class ExporterCharm(UpgradeDemoCharm):
+    """The example charm, plus a systemd unit and a data file it writes itself."""
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        framework.observe(self.on.config_changed, self._write_machine_files)
+
+    def _write_machine_files(self, _: ops.EventBase) -> None:
+        unit_file = charm_upgrade.machine_path('/etc/systemd/system/mydb-exporter.service')
+        unit_file.write_text(EXPORTER.format(unit=self.unit.name))
+        owner = charm_upgrade.machine_path(f'{DATA_DIR}/owner')
+        owner.parent.mkdir(parents=True, exist_ok=True)
+        owner.write_text(self.unit.name)
+        subprocess.run(['systemctl', 'daemon-reload'], check=True)
+        subprocess.run(['systemctl', 'enable', '--now', 'mydb-exporter.service'], check=True)
+
+
+def deploy_exporter(root: pathlib.Path, units: int = 2) -> RollingRefresh[ExporterCharm]:
+    meta: dict[str, Any] = yaml.safe_load((CHARM_DIR / 'charmcraft.yaml').read_text())
+    return RollingRefresh(
+        ExporterCharm,
+        units=units,
+        refresh_versions=CHARM_DIR / 'refresh_versions.toml',
+        charm_version='1/1.0.0',
+        revisions=['3'],
+        services=['server'],
+        meta=meta,
+        root=root,
+        change_duration=0.005,
+    )
+
+
+def test_two_units_writing_the_same_machine_path_do_not_share_it(tmp_path: pathlib.Path):
+    with deploy_exporter(tmp_path / 'app') as app:
+        app.install()
+
+        owners = [app.machine_path(u, f'{DATA_DIR}/owner') for u in app.units]
+        assert [o.read_text() for o in owners] == ['upgrade-demo/0', 'upgrade-demo/1']
+        assert all(tmp_path in o.parents for o in owners)  # this test's own
+        for unit in app.units:
+            # The unit file it wrote is a unit of its own machine, enabled and started.
+            systemd = app.systemd(unit)
+            assert systemd.unit('mydb-exporter') == {'enabled': 'enabled', 'active': 'active'}
+            unit_file = systemd.config_dir / 'mydb-exporter.service'
+            assert f'for upgrade-demo/{unit}' in unit_file.read_text()
+            assert app.machine_path(unit, '/etc/os-release') == app.os_release(unit)
+        # Outside the events, machine_path() is the identity again.
+        assert charm_upgrade.machine_path(DATA_DIR) == pathlib.Path(DATA_DIR)
+
+
+def test_backup_paths_are_the_units_own(tmp_path: pathlib.Path):
+    with deploy_exporter(tmp_path / 'app') as app:
+        app.install()
+        app.make_migration_pending(DATA)
+
+        app.refresh('1/1.1.0', '3', workload='1.1')  # unit 1 refreshes: its migration runs
+
+        journal = (app.harness(1).state_dir / 'journal.jsonl').read_text().splitlines()
+        (ended,) = [
+            r
+            for r in map(json.loads, journal)
+            if (r['stage'], r['event']) == (f'migration:{DATA}', 'ended')
+        ]
+        backup = ended['details']['backup']
+        assert backup['paths'] == [str(app.machine_path(1, DATA_DIR))]
+        assert backup['absent'] == []
+        assert backup['bytes'] == len('upgrade-demo/1')

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from ops import testing
 
-from charm_upgrade import Migration, MigrationContext, Migrations, SnapRefreshError
+from charm_upgrade import (
+    Migration,
+    MigrationContext,
+    Migrations,
+    SnapRefreshError,
+    machine_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,8 +51,11 @@ def deploy(units: int) -> App:
     return app
 
 
+DATA_DIR = f'/var/snap/{SNAP}/common/data'
+
+
 def data_dir(app: App, unit: int) -> pathlib.Path:
-    return app.root / f'machine-{unit}' / 'data'
+    return app.machine_path(unit, DATA_DIR)
 
 
 def add_format_line(ctx: MigrationContext) -> None:
@@ -55,8 +64,7 @@ def add_format_line(ctx: MigrationContext) -> None:
     A run that a killed hook may have finished (``interrupted``) is not repeated: the way
     a migration without ``backup=`` makes itself safe to run again.
     """
-    unit = pathlib.Path.cwd().name.removeprefix('unit-')  # hooks run in the charm directory
-    data = pathlib.Path.cwd().parent / f'machine-{unit}' / 'data' / 'format'
+    data = machine_path(f'{DATA_DIR}/format')  # the unit's own, under the test kit
     lines = data.read_text().splitlines()
     if ctx.interrupted and lines[-1] == f'v{ctx.new}':
         return

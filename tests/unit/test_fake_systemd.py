@@ -11,9 +11,12 @@ from __future__ import annotations
 import subprocess
 from typing import TYPE_CHECKING
 
+from charm_upgrade import machine_path
 from charm_upgrade.snapd import Snapd
 
 if TYPE_CHECKING:
+    import pathlib
+
     from charm_upgrade.testing import FakeSnapd
     from charm_upgrade.testing._fake_systemd import FakeSystemd
 
@@ -214,3 +217,35 @@ def test_is_active_and_is_enabled_answer_for_any_unit_as_systemctl_does(
     assert (ghost.returncode, ghost.stdout) == (1, '')
     assert 'Failed to get unit file state for ghost.service' in ghost.stderr
     assert systemctl('is-enabled', '-q', 'up').stdout == ''
+
+
+def test_a_unit_file_the_charm_writes_is_a_unit_at_once(
+    fake_systemd: FakeSystemd, tmp_path: pathlib.Path
+):
+    # The charm writes its own unit where machine_path() puts /etc/systemd/system: in the
+    # fake's root, under this test's tmp_path.
+    unit_file = machine_path('/etc/systemd/system/mydb-exporter.service')
+    assert unit_file == fake_systemd.config_dir / 'mydb-exporter.service'
+    assert tmp_path in unit_file.parents
+    unit_file.write_text(
+        '[Service]\nExecStart=/usr/bin/mydb-exporter\n[Install]\nWantedBy=multi-user.target\n'
+    )
+
+    # systemd loads a unit file it has never seen when it is first named: no daemon-reload
+    # is needed for a new file (only for a changed one).
+    assert show('mydb-exporter', props='LoadState,UnitFileState') == [
+        {'LoadState': 'loaded', 'UnitFileState': 'disabled'}
+    ]
+    assert systemctl('start', 'mydb-exporter').returncode == 0
+    assert fake_systemd.unit('mydb-exporter') == {'enabled': 'disabled', 'active': 'active'}
+    assert systemctl('stop', 'mydb-exporter').returncode == 0
+    assert systemctl('daemon-reload').returncode == 0
+    assert systemctl('enable', '--now', 'mydb-exporter.service').returncode == 0
+    assert fake_systemd.unit('mydb-exporter') == {'enabled': 'enabled', 'active': 'active'}
+
+    # A packaged unit, written under /usr/lib/systemd/system (which is /lib/systemd/system).
+    vendor_file = machine_path('/usr/lib/systemd/system/mydb-backup.service')
+    vendor_file.write_text('[Service]\nExecStart=/usr/bin/mydb-backup\n')
+    assert show('mydb-backup', props='LoadState,UnitFileState') == [
+        {'LoadState': 'loaded', 'UnitFileState': 'static'}
+    ]

@@ -102,7 +102,7 @@ def _howto_blocks() -> list[str]:
 
 def test_the_howto_examples_run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     blocks = _howto_blocks()
-    assert len(blocks) == 5
+    assert len(blocks) == 7
     for number, block in enumerate(blocks):
         pytester.makepyfile(**{f'test_howto_{number}': block})
     charm = ROOT / 'examples' / 'charm'
@@ -113,4 +113,4 @@ def test_the_howto_examples_run(pytester: pytest.Pytester, monkeypatch: pytest.M
         '-W', 'error', '-p', 'no:cacheprovider', *_plugin_args()
     )
 
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
