@@ -142,7 +142,7 @@ class Command:
             self.err += created
         self._reload_unless_told()
         if '--now' in self.options:
-            self._start(self.names)
+            self._start([unit.id for unit in units])  # a path given to enable, by its name
 
     def do_disable(self) -> None:
         units: list[UnitFile] = []

@@ -21,6 +21,7 @@ import yaml
 from ops import testing
 
 import charm_upgrade
+import charm_upgrade.snapd
 from charm_upgrade.testing import ReconcileNotCalledError, RefreshVersions, RollingRefresh
 
 if TYPE_CHECKING:
@@ -238,3 +239,41 @@ def test_backup_paths_are_the_units_own(tmp_path: pathlib.Path):
         assert backup['paths'] == [str(app.machine_path(1, DATA_DIR))]
         assert backup['absent'] == []
         assert backup['bytes'] == len('upgrade-demo/1')
+
+
+# A charm that starts its workload during a series upgrade
+
+
+class EagerCharm(UpgradeDemoCharm):
+    """The example charm, plus a handler that wrongly starts the snap at prepare."""
+
+    def __init__(self, framework: ops.Framework):
+        super().__init__(framework)
+        framework.observe(self.on.pre_series_upgrade, self._start_anyway)
+
+    def _start_anyway(self, _: ops.EventBase) -> None:
+        snapd = charm_upgrade.snapd.Snapd()
+        snapd.wait_done(snapd.start([f'{SNAP}.server'], enable=True))
+        subprocess.run(['systemctl', 'start', f'snap.{SNAP}.server.service'], check=True)
+
+
+def test_a_held_service_stays_down_whatever_the_charm_starts(tmp_path: pathlib.Path):
+    meta: dict[str, Any] = yaml.safe_load((CHARM_DIR / 'charmcraft.yaml').read_text())
+    with RollingRefresh(
+        EagerCharm,
+        units=1,
+        refresh_versions=CHARM_DIR / 'refresh_versions.toml',
+        charm_version='1/1.0.0',
+        services=['server'],
+        meta=meta,
+        root=tmp_path,
+    ) as app:
+        app.install()
+
+        app.prepare_series_upgrade(0, 'ubuntu@24.04')
+
+        # Both starts "succeed", as systemd skips a held unit: the server stays down.
+        assert app.systemd(0).held() == [f'snap.{SNAP}.server.service']
+        assert app.snapd(0).service_state(SNAP) == {'server': (True, False)}
+        app.complete_series_upgrade(0)
+        assert app.snapd(0).service_state(SNAP) == {'server': (True, True)}

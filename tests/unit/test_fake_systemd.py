@@ -190,6 +190,12 @@ def test_enable_now_enables_and_starts_and_disable_now_stops(fake_systemd: FakeS
     assert fake_systemd.unit('app') == {'enabled': 'enabled', 'active': 'active'}
     assert systemctl('stop', '--no-block', 'app').returncode == 0
     assert fake_systemd.unit('app')['active'] == 'inactive'
+    # A unit file outside the unit directories: enable links it, --now starts it.
+    fake_systemd.add_unit('ext', enabled='linked', active=False, path='/opt/units/ext.service')
+    (fake_systemd.config_dir / 'ext.service').unlink()
+    ext = str(fake_systemd.machine.real_path('/opt/units/ext.service'))
+    assert systemctl('enable', '--now', ext).returncode == 0
+    assert fake_systemd.unit('ext') == {'enabled': 'enabled', 'active': 'active'}
 
 
 def test_is_active_and_is_enabled_answer_for_any_unit_as_systemctl_does(
