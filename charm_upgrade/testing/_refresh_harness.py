@@ -173,10 +173,14 @@ class RefreshVersions:
             try:
                 validate_revision(revision)
             except ValueError:
+                fix = (
+                    f'snap revisions are strings, e.g. {arch} = "{revision}"'
+                    if isinstance(revision, int)
+                    else 'not a snap revision (a number, or x and a number for a local snap)'
+                )
                 raise ValueError(
-                    f'[snap.revisions] {arch} = {revision!r} in refresh_versions.toml: snap '
-                    f'revisions are strings, e.g. {arch} = "{revision}"; the real unit\'s '
-                    'refresh_snap raises ValueError for anything else'
+                    f'[snap.revisions] {arch} = {revision!r} in refresh_versions.toml: {fix}; '
+                    "the real unit's refresh_snap raises ValueError for it"
                 ) from None
         if platform.machine() not in self.revisions:
             raise KeyError(

@@ -70,6 +70,8 @@ def test_an_integer_revision_fails_at_load_as_the_real_unit_fails(tmp_path: path
         RollingRefresh(UpgradeDemoCharm, refresh_versions=bad, charm_version='1/1.0.0')
     with pytest.raises(ValueError, match='snap revisions are strings'):
         RefreshVersions(charm='1/1.0.0', workload='1', snap=SNAP, revisions={'x86_64': 3})  # pyright: ignore[reportArgumentType]
+    with pytest.raises(ValueError, match='not a snap revision'):
+        RefreshVersions(charm='1/1.0.0', workload='1', snap=SNAP, revisions={'x86_64': '03'})
     with pytest.raises(ValueError, match='invalid charm version'):
         RefreshVersions.load(CHARM_DIR / 'refresh_versions.toml', charm='1.0.0')
     (tmp_path / 'no-snap.toml').write_text('workload = "1.0"\n')
