@@ -12,7 +12,7 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
-from .._machine import MACHINE_ROOT_ENV
+from .._machine import under_root
 from . import _fake_systemctl
 from ._fake_systemd_model import Machine, full_name
 
@@ -65,14 +65,16 @@ class FakeSystemd:
     ``snap.<snap>.<app>.service``, so ``systemctl`` and snapd see one truth.
 
     Unit files a charm writes itself, at the path
-    :func:`charm_upgrade.machine_path` gives (``/etc/systemd/system/<unit>``
-    mapped under :attr:`root`), are units of this machine at once, as systemd
-    loads a new unit file when it is first named: ``enable``, ``start`` and
-    ``show`` find it, with or without a ``daemon-reload`` first.
+    :func:`charm_upgrade.machine_path` gives in a unit's events under
+    :class:`~charm_upgrade.testing.RefreshHarness` or
+    :class:`~charm_upgrade.testing.RollingRefresh` (``/etc/systemd/system/<unit>``
+    under :attr:`root`; :meth:`machine_path` gives the same), are units of this
+    machine at once, as systemd loads a new unit file when it is first named:
+    ``enable``, ``start`` and ``show`` find it, with or without a
+    ``daemon-reload`` first.
 
-    Use it as a context manager: it puts the stand-in first on ``PATH``,
-    points ``$CHARM_UPGRADE_SYSTEMD_DIR`` at :attr:`config_dir`, and makes
-    :attr:`root` the machine root that :func:`charm_upgrade.machine_path` maps to.
+    Use it as a context manager: it puts the stand-in first on ``PATH`` and
+    points ``$CHARM_UPGRADE_SYSTEMD_DIR`` at :attr:`config_dir`.
 
     Args:
         directory: Where to keep the executable, the machine and the log; a
@@ -94,7 +96,7 @@ class FakeSystemd:
         """The model behind the stand-in (shared with an attached FakeSnapd)."""
         self.machine.setup()
         self.root = self.machine.root
-        """Stands for the machine's ``/``: :func:`charm_upgrade.machine_path` maps into it."""
+        """Stands for the machine's ``/``: a harness given this FakeSystemd maps paths here."""
         self.config_dir = self.machine.config_dir
         """Stands for ``/etc/systemd/system``: unit files, links, drop-ins (and holds)."""
         self.vendor_dir = self.machine.vendor_dir
@@ -115,7 +117,6 @@ class FakeSystemd:
         for key, value in (
             ('PATH', f'{self.bin_dir}{os.pathsep}{os.environ.get("PATH", "")}'),
             ('CHARM_UPGRADE_SYSTEMD_DIR', str(self.config_dir)),
-            (MACHINE_ROOT_ENV, str(self.root)),
         ):
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
@@ -281,6 +282,15 @@ class FakeSystemd:
                 limited[:] = sorted({*limited, unit.id})
             else:
                 state['active'][self.machine.resolve(target).id] = 'active'
+
+    def machine_path(self, path: str | os.PathLike[str]) -> pathlib.Path:
+        """Where the machine path ``path`` is on this fake machine (under :attr:`root`).
+
+        Example::
+
+            systemd.machine_path('/etc/systemd/system/myapp.service').write_text(UNIT)
+        """
+        return under_root(path, self.root)
 
     def systemctl(self, *args: str) -> str:
         """Run the stand-in with ``args`` (logged like any call); return its output.

@@ -13,8 +13,7 @@ Fixtures:
   charm-upgrade and charm-refresh talk to it; stopped after the test. Attached to
   ``fake_systemd`` when the test uses both.
 - ``fake_systemd``: a :class:`~charm_upgrade.testing.FakeSystemd` first on ``PATH`` during the
-  test, kept under the test's ``tmp_path``; :func:`charm_upgrade.machine_path` maps into its
-  root meanwhile.
+  test, kept under the test's ``tmp_path``.
 - ``rolling_refresh``: a factory with :class:`~charm_upgrade.testing.RollingRefresh`'s
   arguments; each application made lives under ``tmp_path`` and is closed after the test.
 

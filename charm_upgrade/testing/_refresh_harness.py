@@ -333,9 +333,8 @@ class RefreshHarness(Generic[CharmT]):
             hold services with systemd drop-ins).
         machine_root: the directory that stands for ``/`` of this unit's machine during runs,
             where :func:`charm_upgrade.machine_path` maps the charm's machine paths (unit
-            files, data, ``backup=`` paths). By default the ``systemd``'s root; without one,
-            the root of a ``FakeSystemd`` entered at run time, else ``<charm_dir>/.machine``.
-            Give each unit its own.
+            files, data, ``backup=`` paths). By default the ``systemd``'s root, else
+            ``<charm_dir>/.machine``. Give each unit its own.
     """
 
     def __init__(
@@ -435,8 +434,7 @@ class RefreshHarness(Generic[CharmT]):
             return self._machine_root
         if self.systemd is not None:
             return self.systemd.root
-        entered = os.environ.get(MACHINE_ROOT_ENV)
-        return pathlib.Path(entered) if entered else self.charm_dir / '.machine'
+        return self.charm_dir / '.machine'
 
     def machine_path(self, path: str | os.PathLike[str]) -> pathlib.Path:
         """Where the machine path ``path`` is for this unit, as ``machine_path`` maps it in runs.

@@ -228,9 +228,9 @@ def test_is_active_and_is_enabled_answer_for_any_unit_as_systemctl_does(
 def test_a_unit_file_the_charm_writes_is_a_unit_at_once(
     fake_systemd: FakeSystemd, tmp_path: pathlib.Path
 ):
-    # The charm writes its own unit where machine_path() puts /etc/systemd/system: in the
-    # fake's root, under this test's tmp_path.
-    unit_file = machine_path('/etc/systemd/system/mydb-exporter.service')
+    # The charm writes its own unit where machine_path() puts /etc/systemd/system in its
+    # events: in the fake's root, under this test's tmp_path.
+    unit_file = fake_systemd.machine_path('/etc/systemd/system/mydb-exporter.service')
     assert unit_file == fake_systemd.config_dir / 'mydb-exporter.service'
     assert tmp_path in unit_file.parents
     unit_file.write_text(
@@ -250,8 +250,11 @@ def test_a_unit_file_the_charm_writes_is_a_unit_at_once(
     assert fake_systemd.unit('mydb-exporter') == {'enabled': 'enabled', 'active': 'active'}
 
     # A packaged unit, written under /usr/lib/systemd/system (which is /lib/systemd/system).
-    vendor_file = machine_path('/usr/lib/systemd/system/mydb-backup.service')
+    vendor_file = fake_systemd.machine_path('/usr/lib/systemd/system/mydb-backup.service')
     vendor_file.write_text('[Service]\nExecStart=/usr/bin/mydb-backup\n')
     assert show('mydb-backup', props='LoadState,UnitFileState') == [
         {'LoadState': 'loaded', 'UnitFileState': 'static'}
     ]
+    # Outside a unit's events (no harness here), machine_path() is the identity: a test's
+    # own absolute paths stay where they are.
+    assert machine_path(tmp_path / 'data') == tmp_path / 'data'
