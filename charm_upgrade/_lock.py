@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pathlib
     from collections.abc import Generator
 
-__all__ = ['DEFAULT_TIMEOUT', 'LOCK_NAME', 'unit_lock']
+__all__ = ['DEFAULT_TIMEOUT', 'LOCK_NAME', 'forget_process_locks', 'unit_lock']
 
 LOCK_NAME = 'lock'
 """The lock file's name in the state directory."""
@@ -100,19 +100,40 @@ def unit_lock(
             _state.drop_temporaries(directory)
         held.depth += 1
     except BaseException:
+        if held.depth == 0 and held.fd != -1:
+            # Not entered: an open descriptor would keep the flock, and every later
+            # step of this process would wait for itself.
+            fd, held.fd = held.fd, -1
+            os.close(fd)
         held.threads.release()
         raise
     try:
         yield
     finally:
         held.depth -= 1
-        if held.depth == 0:
+        if held.depth == 0 and held.fd != -1:  # -1: forgotten after a simulated kill
             fd, held.fd = held.fd, -1
             # Closing the last descriptor of the file releases the flock.
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             os.close(fd)
         held.threads.release()
+
+
+def forget_process_locks() -> None:
+    """Drop every lock this process holds, as the end of the process would.
+
+    For the test kit's simulated kills: a killed hook's frames never reach their
+    ``finally``, and the descriptor they held would keep the flock for the rest of
+    the test process.
+    """
+    with _guard:
+        for held in _held.values():
+            if held.fd != -1:
+                fd, held.fd = held.fd, -1
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        _held.clear()
 
 
 def _acquire(path: pathlib.Path, step: str, began: float, wait: float) -> int:

@@ -19,6 +19,8 @@ import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from .. import _lock
+
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
@@ -106,4 +108,5 @@ def close_what_the_kill_left(killed: HookKilled) -> HookKilled:
         traceback.clear_frames(killed.__traceback__)
         killed.__traceback__ = None
         gc.collect()
+    _lock.forget_process_locks()
     return HookKilled(killed.line, killed.where)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -215,6 +216,39 @@ def test_the_lock_is_reentrant_within_a_process_and_exclusive_between_threads(
 
     assert inner_entered.is_set()
     assert order == ['inner', 'outer', 'other']
+
+
+def test_a_lock_that_fails_on_entry_leaves_nothing_held_in_the_process(
+    state_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+):
+    def broken(directory: pathlib.Path) -> None:
+        raise PermissionError(13, 'Permission denied', str(directory))
+
+    monkeypatch.setattr(_lock._state, 'drop_temporaries', broken)
+    with pytest.raises(PermissionError):
+        with _lock.unit_lock(state_dir, step='first'):
+            pass
+    monkeypatch.undo()
+
+    # The flock went with the failed entry: the next step does not wait for itself.
+    with _lock.unit_lock(state_dir, step='second', timeout=0):
+        pass
+
+
+def test_forgetting_the_process_locks_frees_a_descriptor_a_simulated_kill_left(
+    state_dir: pathlib.Path,
+):
+    held = _lock.unit_lock(state_dir, step='killed')
+    held.__enter__()  # its exit never runs, as in a killed hook
+
+    _lock.forget_process_locks()
+
+    with _lock.unit_lock(state_dir, step='next', timeout=0):
+        # The killed block's exit, run late (by the garbage collector), must not close
+        # the descriptor of the lock held now, which may have the same number.
+        held.__exit__(None, None, None)
+        with open(state_dir / _lock.LOCK_NAME, 'rb') as other, pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # still ours
 
 
 def test_a_second_complete_touches_nothing(fake_systemd: FakeSystemd):
