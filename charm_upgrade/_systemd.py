@@ -53,12 +53,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     'HOLD_DROPIN_NAME',
+    'RELEASE_FLAG_NAME',
     'RUNNING_STATES',
     'UNIT_SUFFIXES',
     'UnitState',
     'config_dir',
     'dropins_after_hold',
     'hold',
+    'let_start',
     'normalise_unit_name',
     'release',
     'show',
@@ -96,6 +98,21 @@ _HOLD_DROPIN = """\
 # skips the unit whatever tries to start it.
 [Unit]
 ConditionPathExists=!/
+"""
+
+RELEASE_FLAG_NAME = '~charm-upgrade-released'
+"""The file, beside a releasable hold drop-in, whose existence lets the unit start.
+
+Not a ``.conf``: systemd does not read it as a drop-in.
+"""
+
+_RELEASABLE_HOLD_DROPIN = f"""\
+# Written by charm-upgrade: this unit is held down while its snap is refreshed
+# (charm-refresh). The charm removes this file when the refresh is done. systemd
+# skips the unit whatever tries to start it until the file the condition names
+# exists (%E is /etc, %n this unit): the charm creates it to start the unit again.
+[Unit]
+ConditionPathExists=%E/systemd/system/%n.d/{RELEASE_FLAG_NAME}
 """
 
 UNIT_SUFFIXES = (
@@ -328,21 +345,53 @@ def hold_path(unit_id: str) -> pathlib.Path:
     return config_dir() / f'{unit_id}.d' / HOLD_DROPIN_NAME
 
 
-def hold(unit_ids: Iterable[str]) -> None:
+def hold(unit_ids: Iterable[str], *, releasable: bool = False) -> None:
     """Hold units down: write their hold drop-ins, then reload systemd once.
 
     Idempotent. Running units keep running until stopped; the hold only keeps
     them from starting again.
+
+    Args:
+        unit_ids: The units.
+        releasable: Make the hold one that :func:`let_start` opens without a
+            ``daemon-reload`` (for a short hold, such as a snap's refresh): its
+            condition is the existence of a file beside the drop-in, removed here.
+            Otherwise the condition is always false, until :func:`release`.
     """
+    text = _RELEASABLE_HOLD_DROPIN if releasable else _HOLD_DROPIN
     for unit_id in unit_ids:
         path = hold_path(unit_id)
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        # A flag an earlier, unfinished release left would open the new hold.
+        _state.remove(path.with_name(RELEASE_FLAG_NAME))
         # Atomic and durable like the unit's records: a crash leaves no
         # half-written drop-in for systemd to parse at the next boot, and
         # the retry removes the temporary file the crash left.
-        _state.atomic_write(path, _HOLD_DROPIN.encode(), mode=0o644)
+        _state.atomic_write(path, text.encode(), mode=0o644)
         _state.drop_temporaries(path.parent)
     systemctl('daemon-reload')
+
+
+def let_start(unit_ids: Iterable[str]) -> bool:
+    """Open the releasable holds of units, so that a start runs them; no reload.
+
+    The drop-ins stay until :func:`release`, which costs a ``daemon-reload`` that
+    can then wait until the units run. Returns False, changing nothing, if one of
+    the units has another hold (or none loaded): :func:`release` it first.
+    """
+    units = list(unit_ids)
+    for unit_id in units:
+        try:
+            text = hold_path(unit_id).read_text(encoding='utf-8')
+        except (OSError, UnicodeDecodeError):
+            return False
+        if text != _RELEASABLE_HOLD_DROPIN:
+            return False
+    for unit_id in units:
+        # Its existence is all systemd checks; a crash that loses it leaves the unit
+        # held, which the caller's next run opens again.
+        hold_path(unit_id).with_name(RELEASE_FLAG_NAME).touch(mode=0o644)
+    return True
 
 
 def release(unit_ids: Iterable[str]) -> None:
@@ -353,7 +402,7 @@ def release(unit_ids: Iterable[str]) -> None:
     """
     for unit_id in unit_ids:
         path = hold_path(unit_id)
-        for name in (HOLD_DROPIN_NAME, *_OLD_HOLD_DROPIN_NAMES):
+        for name in (HOLD_DROPIN_NAME, *_OLD_HOLD_DROPIN_NAMES, RELEASE_FLAG_NAME):
             _state.remove(path.with_name(name))
         _state.drop_temporaries(path.parent)  # of a hold killed while it was written
         try:

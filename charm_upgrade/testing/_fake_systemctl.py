@@ -214,7 +214,7 @@ class Command:
                     f'Failed to start {name}: Operation refused, unit {name} may be requested '
                     'by dependency only (it is configured to refuse manual start/stop).',
                 )
-            elif unit.id in self.state['held']:
+            elif self.m.skips_start(unit.id, self.state):
                 # The condition is false: systemd skips the unit, and the start succeeds.
                 if restart:
                     self.state['active'][unit.id] = 'inactive'

@@ -277,7 +277,9 @@ class FakeSystemd:
             if state['active'].get(unit.id) != 'active':
                 return
             limited: list[str] = state.setdefault('trigger_limit_hit', [])
-            if self.machine.resolve(target).id in state['held'] or unit.id in limited:
+            if self.machine.skips_start(self.machine.resolve(target).id, state) or (
+                unit.id in limited
+            ):
                 state['active'][unit.id] = 'failed'
                 limited[:] = sorted({*limited, unit.id})
             else:
@@ -321,8 +323,10 @@ class FakeSystemd:
         return sorted(str(p.relative_to(self.config_dir)) for p in found)
 
     def held(self) -> list[str]:
-        """Return the units systemd currently holds down (as of the last daemon-reload)."""
-        return list(self.machine.read_state()['held'])
+        """Return the units whose start systemd would skip now (conditions of the last reload)."""
+        state = self.machine.read_state()
+        loaded = {*state['held'], *state.get('path_conditions', {})}
+        return sorted(unit for unit in loaded if self.machine.skips_start(unit, state))
 
     def fail_next(self, command: str, message: str, *, count: int = 1, code: int = 1) -> None:
         """Make the next ``count`` calls of ``command`` fail with ``message``."""

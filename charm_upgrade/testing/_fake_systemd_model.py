@@ -22,9 +22,10 @@ against systemd 252:
   template name (``foo@.service``) makes ``show`` fail.
 - Drop-ins take effect at ``daemon-reload`` (or an ``enable``/``disable``
   without ``--no-reload``), in the order of their file names across
-  directories and aliases; ``ConditionPathExists=!/`` holds the unit and an
-  empty ``ConditionPathExists=`` resets the conditions before it. ``start``
-  skips a held unit and succeeds.
+  directories and aliases; ``ConditionPathExists=!/`` holds the unit, another
+  ``ConditionPathExists=`` (``%E`` and ``%n`` resolved) is checked at each
+  start, and an empty ``ConditionPathExists=`` resets the conditions before
+  it. ``start`` skips a unit whose conditions are false and succeeds.
 - ``start`` and ``stop`` go on past a unit they cannot handle and exit
   non-zero at the end: 5 for an unknown unit, 1 for a masked one, 4 for a
   unit with ``RefuseManualStart=``/``RefuseManualStop=``.
@@ -284,8 +285,8 @@ class Machine:
                     found.update({p.name: p for p in d.iterdir() if p.name.endswith('.conf')})
         return [found[name] for name in sorted(found)]
 
-    def is_held(self, unit: UnitFile, index: _Index | None = None) -> bool:
-        """Whether the unit's drop-ins leave an always-false condition (as now on disk)."""
+    def conditions(self, unit: UnitFile, index: _Index | None = None) -> list[str]:
+        """The unit's ``Condition*=`` lines from its drop-ins, as now on disk."""
         conditions: list[str] = []
         for path in self.drop_ins(unit, index):
             for raw in path.read_text().splitlines():
@@ -294,7 +295,35 @@ class Machine:
                     key, _, value = line.partition('=')
                     # An empty Condition*= resets the list of conditions.
                     conditions = [] if not value else [*conditions, f'{key}={value}']
-        return HOLD_CONDITION in conditions
+        return conditions
+
+    def is_held(self, unit: UnitFile, index: _Index | None = None) -> bool:
+        """Whether the unit's drop-ins leave an always-false condition (as now on disk)."""
+        return HOLD_CONDITION in self.conditions(unit, index)
+
+    def path_conditions(self, unit: UnitFile, index: _Index | None = None) -> list[str]:
+        """The unit's other ``ConditionPathExists=`` values, specifiers resolved."""
+        prefix = 'ConditionPathExists='
+        return [
+            # %E is systemd's configuration root (/etc), %n the unit's name.
+            line[len(prefix) :].replace('%E', str(self.root / 'etc')).replace('%n', unit.id)
+            for line in self.conditions(unit, index)
+            if line.startswith(prefix) and line != HOLD_CONDITION
+        ]
+
+    def skips_start(self, unit_id: str, state: dict[str, Any]) -> bool:
+        """Whether systemd would skip a start of the unit now, its conditions false.
+
+        What a ``daemon-reload`` loaded: the always-false hold, or a path condition
+        checked now (``!path``: the path must not exist).
+        """
+        if unit_id in state['held']:
+            return True
+        for path in state.get('path_conditions', {}).get(unit_id, []):
+            negated = path.startswith('!')
+            if pathlib.Path(path.lstrip('!')).exists() == negated:
+                return True
+        return False
 
     # Reading ---------------------------------------------------------------------------
 
@@ -315,20 +344,26 @@ class Machine:
             'RefuseManualStart': yes_no(unit.flag('Unit', 'RefuseManualStart')),
             'RefuseManualStop': yes_no(unit.flag('Unit', 'RefuseManualStop')),
             'TriggeredBy': ' '.join(triggers),
-            'ConditionResult': 'no' if unit.id in state['held'] else 'yes',
+            'ConditionResult': 'no' if self.skips_start(unit.id, state) else 'yes',
         }
 
     def reload(self, state: dict[str, Any]) -> None:
         """``daemon-reload``: drop-ins take effect."""
         held: set[str] = set()
+        path_conditions: dict[str, list[str]] = {}
         index: _Index | None = None
         for directory in (self.config_dir, self.vendor_dir):
             for d in sorted(directory.glob('*.d')):
                 index = index or self.index()
                 unit = self.resolve(d.name[:-2])
-                if unit.load_state != 'not-found' and self.is_held(unit, index):
+                if unit.load_state == 'not-found':
+                    continue
+                if self.is_held(unit, index):
                     held.add(unit.id)
+                elif paths := self.path_conditions(unit, index):
+                    path_conditions[unit.id] = paths
         state['held'] = sorted(held)
+        state['path_conditions'] = path_conditions
 
     # Changing enablement -----------------------------------------------------------------
 
@@ -391,7 +426,7 @@ class Machine:
         with self.state() as state:
             if not active:
                 state['active'][unit.id] = 'inactive'
-            elif unit.id not in state['held'] and unit.load_state == 'loaded':
+            elif not self.skips_start(unit.id, state) and unit.load_state == 'loaded':
                 state['active'][unit.id] = 'active'
 
     def is_active(self, name: str) -> bool:

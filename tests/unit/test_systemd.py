@@ -71,6 +71,46 @@ def test_release_keeps_other_dropins(fake_systemd: FakeSystemd):
     assert not systemd.is_held('app.service')
 
 
+def test_a_releasable_hold_opens_without_a_reload_and_goes_with_one(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('app.service', path='/etc/systemd/system/app.service', active=False)
+    systemd.hold(['app.service'], releasable=True)
+    systemd.systemctl('start', 'app.service')
+    assert fake_systemd.unit('app.service')['active'] == 'inactive'  # held
+    fake_systemd.clear_calls()
+
+    assert systemd.let_start(['app.service'])
+    systemd.systemctl('start', 'app.service')
+
+    assert fake_systemd.commands() == ['start']  # no daemon-reload before the start
+    assert fake_systemd.unit('app.service')['active'] == 'active'
+    systemd.release(['app.service'])
+    assert not (fake_systemd.config_dir / 'app.service.d').exists()  # drop-in and flag gone
+
+
+def test_a_new_hold_is_not_opened_by_the_flag_an_unfinished_release_left(
+    fake_systemd: FakeSystemd,
+):
+    fake_systemd.add_unit('app.service', active=False)
+    systemd.hold(['app.service'], releasable=True)
+    assert systemd.let_start(['app.service'])  # ... and the hook died before the release
+
+    systemd.hold(['app.service'], releasable=True)
+    systemd.systemctl('start', 'app.service')
+
+    assert fake_systemd.unit('app.service')['active'] == 'inactive'
+
+
+def test_let_start_refuses_a_hold_only_a_release_opens(fake_systemd: FakeSystemd):
+    fake_systemd.add_unit('app.service', active=False)
+    fake_systemd.add_unit('db.service', active=False)
+    systemd.hold(['app.service'], releasable=True)
+    systemd.hold(['db.service'])  # a series upgrade's
+
+    assert not systemd.let_start(['app.service', 'db.service'])
+    assert not (fake_systemd.config_dir / 'app.service.d' / systemd.RELEASE_FLAG_NAME).exists()
+    assert not systemd.let_start(['web.service'])  # not held at all
+
+
 def test_systemctl_failure_names_the_command_and_stderr(fake_systemd: FakeSystemd):
     fake_systemd.add_unit('a.service')
     fake_systemd.fail_next('stop', 'Job for a.service canceled.')
