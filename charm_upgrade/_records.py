@@ -149,6 +149,17 @@ class ShapeReader:
             raise self.error(f'has {_join(where, key)} = {_show(value)}, expected {expected}')
         return cast('str', value)
 
+    def text_list(self, document: dict[str, Any], key: str, where: str) -> list[str]:
+        """Return the list of strings at ``key``; a missing one is empty."""
+        value: object = document.get(key)
+        if value is None:
+            return []
+        problem = f'has {_join(where, key)} = {_show(value)}, expected a list of strings'
+        items = cast('list[object]', value) if isinstance(value, list) else None
+        if items is None or not all(isinstance(item, str) for item in items):
+            raise self.error(problem)
+        return [str(item) for item in items]
+
     def unknown_keys(self, document: dict[str, Any], record_type: type) -> dict[str, Any]:
         """Return the keys of ``document`` that ``record_type`` has no field for."""
         known = {'v', *(f.name for f in dataclasses.fields(record_type))}
@@ -360,6 +371,9 @@ class RefreshRecord:
             once completed.
         completed_at: When the workload was brought back.
         migrations_record: ``migrations.json`` existed when this was written.
+        held_units: The systemd units the refresh holds down with the library's drop-in
+            from the stop until the start; empty for a refresh that stopped the services
+            through snapd with ``disable`` (records of earlier versions).
         extra: Keys a newer version wrote, kept as they are.
     """
 
@@ -384,6 +398,7 @@ class RefreshRecord:
     outcome: str | None = None
     completed_at: str | None = None
     migrations_record: bool = False
+    held_units: list[str] = dataclasses.field(default_factory=list[str])
     extra: dict[str, Any] = dataclasses.field(default_factory=dict[str, Any])
 
     @property
@@ -416,6 +431,7 @@ class RefreshRecord:
             outcome=reader.optional_text(data, 'outcome', ''),
             completed_at=reader.optional_text(data, 'completed_at', ''),
             migrations_record=reader.flag(data, 'migrations_record', '', required=False),
+            held_units=reader.text_list(data, 'held_units', ''),
             extra=reader.unknown_keys(data, cls),
         )
 
@@ -437,6 +453,8 @@ class RefreshRecord:
             value = getattr(self, key)
             if value is not None:
                 document[key] = value
+        if self.held_units:
+            document['held_units'] = list(self.held_units)
         return {**self.extra, **document}
 
 

@@ -58,13 +58,13 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
 
     It may override the hooks :meth:`stop_workload`, :meth:`start_workload`,
     :meth:`workload_running`, :meth:`workload_healthy`, :meth:`unhealthy_message` and
-    :meth:`before_next_unit`. The defaults act on the snap's services through snapd:
-    the stop stops every service with ``disable`` (so that snapd's refresh does not
-    start them again); the start brings each service back as the before-state
-    recorded it (enabled ones enabled and started, ones that ran without being
-    enabled started, disabled and stopped ones left so, and services new in the
-    target revision left as snapd left them); the workload is healthy when every
-    service the before-state expects to run is active.
+    :meth:`before_next_unit`. Before the stop, the library holds every service of
+    the snap with a systemd drop-in (running services keep running); after it, it
+    stops whatever still runs, so that snapd's refresh cannot start the services
+    before the revision is recorded; the default start starts again
+    the services that ran before (their enabled state is never touched, and services
+    new in the target revision are left as snapd left them); the workload is healthy
+    when every service that ran before is active.
 
     The unit status the library wants shown (a change still in flight, a failed
     start or migration, an unhealthy unit holding the next one) reaches ops through
@@ -131,34 +131,37 @@ class CharmSpecificMachines(charm_refresh.CharmSpecificMachines):
     def stop_workload(self, *, snap_name: str) -> None:
         """Stop the workload gracefully before the snap is refreshed.
 
-        The default stops every service of the snap through snapd with ``disable``,
-        so that neither the refresh nor a reboot starts them, and waits for snapd's
-        change. Must be harmless when the workload is stopped already.
+        Override it for a graceful stop (drain a node, step a primary down). Before it,
+        the library has held every service of the snap with its drop-in, which keeps
+        a service from starting, not from running; after it, the library stops what
+        still runs with one ``systemctl stop``. So snapd's refresh, which starts the
+        services at its end, leaves them down until the revision is recorded, and
+        their enabled state in snapd is never touched. The default does nothing more.
+        Must be harmless when the workload is stopped already.
 
         Args:
             snap_name: The workload snap.
-
-        Raises:
-            SnapdError: snapd could not stop the services.
         """
-        SnapWorkload(self.snapd, snap_name).stop()
+        SnapWorkload(self.snapd, snap_name).stop(self._flow.record)
 
     def start_workload(self, *, snap_name: str) -> None:
         """Bring the workload back after the refresh; must be harmless when it runs.
 
-        The default restores the snap's services as the refresh's before-state
-        recorded them, through snapd: a service that was enabled is enabled and
-        started (and stopped again if it was not running), one that ran without
-        being enabled is started, one that was disabled and stopped stays so.
-        Services the before-state does not know (new in this revision) are left as
-        snapd left them. With no before-state of this snap, the services snapd has
-        enabled are started.
+        Called once the revision is recorded, the migrations have run and the library
+        has opened its hold (the drop-ins go after this returns, with the workload
+        up). The default starts, with one ``systemctl start``, the
+        services of the snap that ran before the refresh; their enabled state was never
+        changed, so a service the operator disabled stays disabled, and one new in this
+        revision is left as snapd left it. A refresh recorded by an earlier version of
+        the library, which stopped the services through snapd with ``disable``, is
+        restored through snapd: each service enabled and started as it was.
 
         Args:
             snap_name: The workload snap.
 
         Raises:
-            SnapdError: snapd could not start the services.
+            SystemdError: ``systemctl`` failed.
+            SnapdError: snapd could not be asked or could not start the services.
         """
         SnapWorkload(self.snapd, snap_name).start(self._flow.record)
 

@@ -35,6 +35,7 @@ __all__ = [
     'SnapServices',
     'group_from_record',
     'restore_snap_services',
+    'snap_unit',
 ]
 
 logger = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ class SnapServices(Services):
             return
         client = self.client
         client.wait_done(client.stop(names, disable=True))
-        _systemd.hold(_snap_unit(name) for name in names)
+        _systemd.hold(snap_unit(name) for name in names)
 
     def bring_back(self, before: Mapping[str, Any]) -> BringBackResult:
         """Release the holds and restore each service's enabled and active state.
@@ -229,7 +230,7 @@ class SnapServices(Services):
         result = BringBackResult()
         if not services:
             return result
-        _systemd.release(_snap_unit(name) for name in services)
+        _systemd.release(snap_unit(name) for name in services)
         try:
             restore_snap_services(self.client, services)
         except SnapNotInstalled:
@@ -292,6 +293,7 @@ def _snap_services_of(before: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return services  # pyright: ignore[reportUnknownVariableType]
 
 
-def _snap_unit(full_name: str) -> str:
+def snap_unit(full_name: str) -> str:
+    """Return the systemd unit of the snap service ``full_name`` (``snap.app``)."""
     # snapd names a service's systemd unit snap.<snap>.<app>.service.
     return f'snap.{full_name}.service'

@@ -1,12 +1,14 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""The default workload of a snap refresh: the snap's services, through snapd.
+"""The default workload of a snap refresh: the snap's services.
 
 :class:`~charm_upgrade.CharmSpecificMachines`' default hooks delegate here. The stop
-stops every service of the snap with ``disable``, so that snapd's refresh change,
-which starts the services that are not disabled at its end, leaves them down until
-the revision is recorded. The start brings each service back as the refresh's
-before-state recorded it, by the library's one restore rule
+adds nothing to what the refresh flow does around it: hold every service of the snap
+with the library's drop-in before, stop them after, so that snapd's refresh change, which starts
+the services at its end, leaves them down until the revision is recorded. The start
+brings back the services that ran before (the flow has opened the hold). A record of
+an earlier version, whose refresh stopped the services through snapd with ``disable``,
+is restored through snapd by the library's one restore rule
 (:func:`~charm_upgrade._services.restore_snap_services`).
 """
 
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._services import restore_snap_services
+from . import _systemd
+from ._services import restore_snap_services, snap_unit
 from .errors import SnapdError, SnapNotInstalled
 
 if TYPE_CHECKING:
@@ -37,26 +40,39 @@ class SnapWorkload:
         self.snap = snap
 
     def stop(self, record: RefreshRecord | None = None) -> None:
-        """Stop every service of the snap with ``disable`` and wait for snapd's change.
+        """Nothing more when the flow holds the units: it holds every service and stops them.
+
+        The hold is the library's drop-in (see ``docs/explanation/design.md``), so
+        snapd's refresh, which starts the services at its end, finds them held, and
+        their enabled state in snapd is never touched. When the record holds no unit,
+        stop every service of the snap through snapd with ``disable`` instead.
 
         Raises:
-            SnapdError: snapd failed or could not be asked.
+            SnapdError: snapd failed or could not be asked (without the hold).
         """
-        self.snapd.wait_done(self.snapd.stop([self.snap], disable=True))
+        if record is not None and not record.held_units:
+            self.snapd.wait_done(self.snapd.stop([self.snap], disable=True))
 
     def start(self, record: RefreshRecord | None) -> None:
         """Bring the services of the snap back as ``record`` says they were.
 
-        Services the record does not know (new in the revision installed since) are
-        left as snapd left them; recorded services the snap no longer has are
-        skipped. Without a record of this snap, the services snapd has enabled are
-        started.
+        After a refresh that held them (the flow has opened the hold): start, with
+        one ``systemctl start``, those that ran before; their enabled state was never
+        changed. After a refresh that stopped them through snapd with ``disable``
+        (records of earlier versions): restore each service's enabled and active state
+        through snapd. Services the record does not know (new in the revision installed
+        since) are left as snapd left them; recorded services the snap no longer has are
+        skipped. Without a record of this snap, the services snapd has enabled are started.
 
         Raises:
             SnapdError: snapd failed or could not be asked.
+            SystemdError: ``systemctl`` failed.
         """
-        present = {s.full_name: s for s in self.snapd.services(self.snap)}
         recorded = _recorded(self.snap, record)
+        if record is not None and recorded is not None and record.held_units:
+            self._start_held(recorded)
+            return
+        present = {s.full_name: s for s in self.snapd.services(self.snap)}
         if recorded is None:
             recorded = {
                 name: {'enabled': True, 'active': True} for name, s in present.items() if s.enabled
@@ -64,6 +80,22 @@ class SnapWorkload:
         restore_snap_services(
             self.snapd, {name: state for name, state in recorded.items() if name in present}
         )
+
+    def _start_held(self, recorded: dict[str, dict[str, bool]]) -> None:
+        # snapd is asked nothing in the common case: one systemctl start of the units
+        # that ran, in the downtime. Only if it fails, is a unit gone with the revision?
+        ran = [name for name, state in recorded.items() if state['active']]
+        if not ran:
+            return
+        failure = _systemd.try_systemctl('start', '--', *map(snap_unit, ran))
+        if failure is None:
+            return
+        present = {s.full_name for s in self.snapd.services(self.snap)}
+        still_there = [name for name in ran if name in present]
+        if still_there == ran:
+            raise failure  # a service that failed to start, not one the revision dropped
+        if still_there:
+            _systemd.systemctl('start', '--', *map(snap_unit, still_there))
 
     def inactive(self, record: RefreshRecord | None) -> list[str]:
         """Return the services of the snap that should run and do not.

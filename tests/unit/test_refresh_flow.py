@@ -24,6 +24,7 @@ from charm_upgrade import (
     SnapRefreshError,
     StateFileError,
     _records,
+    _systemd,
 )
 from charm_upgrade._records import SeriesRecord
 from charm_upgrade._refresh_flow import (
@@ -36,7 +37,7 @@ from charm_upgrade._refresh_flow import (
 )
 from charm_upgrade._snap_workload import SnapWorkload
 from charm_upgrade.snapd import Snapd
-from charm_upgrade.testing import FakeSnapd
+from charm_upgrade.testing import FakeSnapd, FakeSystemd
 
 if TYPE_CHECKING:
     import pathlib
@@ -44,25 +45,48 @@ if TYPE_CHECKING:
 
 SNAP = 'charmed-app'
 RUNNING = {'daemon': (True, True), 'worker': (True, True)}
-STOPPED_DISABLED = {'daemon': (False, False), 'worker': (False, False)}
+# Held down: stopped behind the library's drop-in, snapd's enabled state untouched.
+STOPPED = {'daemon': (True, False), 'worker': (True, False)}
+UNITS = [f'snap.{SNAP}.daemon.service', f'snap.{SNAP}.worker.service']
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeSnapd]:
+def fake(fake_systemd: FakeSystemd) -> Iterator[FakeSnapd]:
+    """snapd with the snap, its services units of the machine's systemd (holds apply)."""
     with FakeSnapd(change_duration=0.05) as snapd:
+        snapd.attach(fake_systemd)
         snapd.add_snap(SNAP, revision='x1', services=('daemon', 'worker'), revisions=('x2',))
         yield snapd
 
 
-class Recorder:
-    """The revision-recorder port: what snapd had installed at each call, and when."""
+def hold_and_stop(record: RefreshRecord) -> None:
+    """What the refresh does to the units before snapd's change: hold them, stop them."""
+    _systemd.hold(record.held_units, releasable=True)
+    _systemd.systemctl('stop', '--', *record.held_units)
 
-    def __init__(self, fake: FakeSnapd):
+
+def unit_states(systemd: FakeSystemd) -> dict[str, tuple[str, bool]]:
+    """Each unit of the snap: its active state, and whether the library's drop-in holds it."""
+    return {unit: (systemd.unit(unit)['active'], _systemd.is_held(unit)) for unit in UNITS}
+
+
+class Recorder:
+    """The revision-recorder port: what snapd had installed at each call, and when.
+
+    Also what the machine's systemd said then of each unit of the snap (``units``):
+    active or not, and held by the library's drop-in or not.
+    """
+
+    def __init__(self, fake: FakeSnapd, systemd: FakeSystemd | None = None):
         self.fake = fake
+        self.systemd = systemd
         self.calls: list[tuple[str, int]] = []
+        self.units: list[dict[str, tuple[str, bool]]] = []
 
     def __call__(self) -> None:
         self.calls.append((self.fake.revision(SNAP), len(self.fake.requests)))
+        if self.systemd is not None:
+            self.units.append(unit_states(self.systemd))
 
     @property
     def revisions(self) -> list[str]:
@@ -137,9 +161,9 @@ def journal(stage: str = REFRESH_STAGE) -> list[dict[str, Any]]:
 
 
 def test_success_records_the_revision_the_moment_the_change_is_done(
-    fake: FakeSnapd, state_dir: pathlib.Path
+    fake: FakeSnapd, fake_systemd: FakeSystemd, state_dir: pathlib.Path
 ):
-    recorder = Recorder(fake)
+    recorder = Recorder(fake, fake_systemd)
     make_flow().refresh(SNAP, 'x2', recorder)
 
     assert recorder.revisions == ['x2']
@@ -149,9 +173,17 @@ def test_success_records_the_revision_the_moment_the_change_is_done(
     assert label(fake, answered - 1) == 'poll'
     (refresh_change,) = [c for c in fake.changes() if c['kind'] == 'refresh-snap']
     assert fake.requests[answered - 1].path == f'/v2/changes/{refresh_change["id"]}'
-    actions = [label(fake, i) for i in range(len(fake.requests))]
-    assert actions.index('stop') < actions.index('refresh') < answered <= actions.index('start')
+    # snapd's one change in the downtime is the refresh: the units are stopped and held
+    # with systemctl around it, and snapd's refresh, which starts the services at its
+    # end, left them down until the record.
+    writes = [label(fake, i) for i, r in enumerate(fake.requests) if r.method == 'POST']
+    assert writes == ['refresh']
+    assert recorder.units == [dict.fromkeys(UNITS, ('inactive', True))]
+    # The hold's reload before the stop, the drop-ins' reload after the start: only the
+    # stop and the start are in the downtime.
+    assert fake_systemd.commands()[-4:] == ['daemon-reload', 'stop', 'start', 'daemon-reload']
     assert fake.service_state(SNAP) == RUNNING
+    assert not any(_systemd.is_held(unit) for unit in UNITS)
     record = record_file(state_dir)
     assert (record['phase'], record['outcome'], record['revision_after']) == (
         'completed',
@@ -189,8 +221,8 @@ def test_a_retry_of_an_attempt_that_died_before_the_refresh_keeps_the_first_befo
 ):
     flow = make_flow()
     record = flow._new_record(SNAP, flow.snapd.snap(SNAP), 'x2')  # the dead hook's record
-    SnapWorkload(flow.snapd, SNAP).stop(record)  # and its stop
-    assert fake.service_state(SNAP) == STOPPED_DISABLED
+    hold_and_stop(record)  # and its stop
+    assert fake.service_state(SNAP) == STOPPED
 
     make_flow().refresh(SNAP, 'x2', Recorder(fake))
 
@@ -221,7 +253,7 @@ def test_a_change_of_the_snap_in_flight_is_waited_for_first(fake: FakeSnapd):
     make_flow().refresh(SNAP, 'x2', recorder)
 
     posts = [r for r in fake.requests if r.method == 'POST']
-    assert [p.body['action'] for p in posts] == ['stop', 'refresh', 'start']
+    assert [p.body['action'] for p in posts] == ['refresh']
     assert 'waited_changes' in journal()[-1]['details']
     assert recorder.revisions == ['x2']
 
@@ -325,7 +357,7 @@ def test_a_start_that_fails_after_the_refresh_is_blocked_with_the_charms_message
     assert flow.intent.level == 'blocked'
     assert flow.intent.message == f'{STATUS_PREFIX}Cannot start {SNAP}: port 8080 is taken'
     assert record_file(state_dir)['phase'] == 'refreshed'
-    assert fake.service_state(SNAP) == STOPPED_DISABLED
+    assert fake.service_state(SNAP) == STOPPED
 
     # The next event starts it.
     assert make_flow(snapd=snapd, workload=workload).converge(recorder) is Outcome.FINISHED
@@ -349,7 +381,7 @@ def test_a_change_that_outlives_the_limit_keeps_the_workload_stopped_until_it_en
     assert flow.intent is not None
     assert flow.intent.level == 'waiting'
     assert 'still in flight after 0.1 s' in flow.intent.message
-    assert fake.service_state(SNAP) == STOPPED_DISABLED  # never started during the change
+    assert fake.service_state(SNAP) == STOPPED  # never started during the change
     # The same event does not wait a second time.
     before = len(fake.requests)
     assert flow.converge(recorder) is Outcome.WAITING
@@ -383,7 +415,7 @@ def test_snapd_gone_mid_change_leaves_the_workload_stopped_and_the_next_event_fi
         make_flow(snapd=gone, workload=SnapWorkload(gone, SNAP)).refresh(
             SNAP, 'x2', Recorder(fake)
         )
-    assert fake.service_state(SNAP) == STOPPED_DISABLED  # unknown: not started
+    assert fake.service_state(SNAP) == STOPPED  # unknown: not started
 
     fake.wait_idle(timeout=5.0)
     recorder = Recorder(fake)
@@ -398,7 +430,7 @@ def test_snapd_gone_mid_change_leaves_the_workload_stopped_and_the_next_event_fi
 def dead_hook_record(flow: RefreshFlow, target: str = 'x2') -> RefreshRecord:
     """What a hook killed after its stop leaves: the record, the services down."""
     record = flow._new_record(SNAP, flow.snapd.snap(SNAP), target)
-    SnapWorkload(flow.snapd, SNAP).stop(record)
+    hold_and_stop(record)
     return record
 
 
@@ -434,19 +466,22 @@ def test_converge_brings_back_a_refresh_that_died_before_the_change(
     assert record_file(state_dir)['outcome'] == 'unchanged'
 
 
-def test_converge_waits_for_a_change_in_flight_before_it_starts_anything(fake: FakeSnapd):
+def test_converge_waits_for_a_change_in_flight_before_it_starts_anything(
+    fake: FakeSnapd, fake_systemd: FakeSystemd
+):
     flow = make_flow()
     dead_hook_record(flow)
     fake.set_change_duration(0.3)
     flow.snapd.refresh(SNAP, 'x2')  # submitted, then the hook died
 
-    recorder = Recorder(fake)
+    recorder = Recorder(fake, fake_systemd)
     assert make_flow().converge(recorder) is Outcome.FINISHED
-    starts = [i for i, r in enumerate(fake.requests) if r.body and r.body.get('action') == 'start']
+
     (refresh_change,) = [c for c in fake.changes() if c['kind'] == 'refresh-snap']
     assert refresh_change['status'] == 'Done'
     assert recorder.revisions == ['x2']
-    assert starts  # after the change ended, as the wait came first
+    # Recorded once the change was done, the units still held and down; started after.
+    assert recorder.units == [dict.fromkeys(UNITS, ('inactive', True))]
     assert fake.service_state(SNAP) == RUNNING
 
 
@@ -462,7 +497,7 @@ def test_converge_leaves_the_workload_to_a_series_upgrade_that_holds_it(
     recorder = Recorder(fake)
     assert make_flow().converge(recorder) is Outcome.HELD
     assert recorder.revisions == ['x2']  # recorded all the same
-    assert fake.service_state(SNAP) == STOPPED_DISABLED
+    assert fake.service_state(SNAP) == STOPPED
 
     _records.save(series, SeriesRecord(phase='completed', services={}))
     assert make_flow().converge(recorder) is Outcome.FINISHED
@@ -542,7 +577,7 @@ def test_a_failing_migration_holds_the_workload_down_and_converge_retries_it(
     assert flow.intent is not None
     assert flow.intent.level == 'blocked'
     assert '0001-format' in flow.intent.message
-    assert fake.service_state(SNAP) == STOPPED_DISABLED
+    assert fake.service_state(SNAP) == STOPPED
 
     assert make_flow(migrations=migrations).converge(recorder) is Outcome.FINISHED
     assert len(attempts) == 2
@@ -588,6 +623,29 @@ def test_a_refresh_back_to_an_older_revision_runs_down(fake: FakeSnapd):
 
     assert calls == ['down x2->x1']
     assert fake.revision(SNAP) == 'x1'
+
+
+def test_a_rollback_that_would_undo_a_migration_without_down_is_refused_not_failed(
+    fake: FakeSnapd,
+):
+    migrations = Migrations(
+        [Migration('0001-format', 'format', kind='refresh', up=lambda c: None)]
+    )
+    migrations.mark_installed(revision='x1')
+    state = json.loads(migrations.path.read_text())
+    state['applied']['0001-format'] = {'kind': 'refresh', 'how': 'ran', 'new': 'x2'}
+    migrations.path.write_text(json.dumps(state))
+    fake.add_snap(SNAP, revision='x2', services=('daemon', 'worker'), revisions=('x1',))
+    flow = make_flow(migrations=migrations)
+
+    flow.refresh(SNAP, 'x1', Recorder(fake))
+
+    assert not [r for r in fake.requests if r.method == 'POST']
+    assert flow.intent is not None
+    assert flow.intent.level == 'blocked'
+    # Nothing failed: the status says why the rollback is refused.
+    assert 'failed' not in flow.intent.message
+    assert 'cannot be undone (it has no down)' in flow.intent.message
 
 
 # The default snap workload --------------------------------------------------------------------
@@ -721,3 +779,162 @@ def test_the_gate_does_nothing_while_a_refresh_is_unfinished(fake: FakeSnapd):
         in_progress=True, allowed=False, allow=gate.allow, before_next_unit=lambda: None
     )
     assert not gate.allowed
+
+
+# The take-down: held with the library's drop-in, not stopped through snapd ------------------
+
+
+def test_a_charms_graceful_stop_runs_before_the_library_stops_anything(
+    fake: FakeSnapd, fake_systemd: FakeSystemd
+):
+    seen: list[tuple[list[str], dict[str, tuple[str, bool]]]] = []
+
+    class Draining(SnapWorkload):
+        def stop(self, record: RefreshRecord | None = None) -> None:
+            # What the charm's drain finds: the drop-in loaded, every unit still running.
+            seen.append((fake_systemd.commands(), unit_states(fake_systemd)))
+            super().stop(record)
+
+    snapd = client()
+    fake_systemd.calls.clear()
+    make_flow(snapd=snapd, workload=Draining(snapd, SNAP)).refresh(SNAP, 'x2', Recorder(fake))
+
+    assert seen == [(['daemon-reload'], dict.fromkeys(UNITS, ('active', True)))]
+    assert fake_systemd.commands()[:2] == ['daemon-reload', 'stop']  # the stop, after the drain
+    assert fake.service_state(SNAP) == RUNNING
+
+
+def test_a_refresh_snapd_undoes_keeps_the_units_held_until_the_library_starts_them(
+    fake: FakeSnapd, fake_systemd: FakeSystemd
+):
+    fake.fail_next_refresh(undo=True, duration=0.3)
+    recorder = Recorder(fake, fake_systemd)
+
+    with pytest.raises(SnapRefreshError):
+        make_flow().refresh(SNAP, 'x2', recorder)
+
+    # snapd's undo "started" what it had stopped: the drop-in kept the units down
+    # until the library released them, once the change was ready.
+    assert recorder.units == [dict.fromkeys(UNITS, ('inactive', True))]
+    assert fake.service_state(SNAP) == RUNNING
+    assert not any(_systemd.is_held(unit) for unit in UNITS)
+
+
+def test_snapds_enabled_state_is_never_touched(fake: FakeSnapd, fake_systemd: FakeSystemd):
+    # The operator disabled the worker but it runs: after the refresh it runs, disabled.
+    fake.set_service_state(SNAP, 'worker', enabled=False, active=True)
+
+    make_flow().refresh(SNAP, 'x2', Recorder(fake))
+
+    assert [r.body['action'] for r in fake.requests if r.method == 'POST'] == ['refresh']
+    assert fake.service_state(SNAP) == {'daemon': (True, True), 'worker': (False, True)}
+    assert 'enable' not in fake_systemd.commands()
+    assert 'disable' not in fake_systemd.commands()
+
+
+def test_the_start_asks_snapd_nothing_and_costs_one_systemctl(
+    fake: FakeSnapd, fake_systemd: FakeSystemd
+):
+    recorder = Recorder(fake)
+
+    def recorded() -> None:
+        recorder()
+        fake.clear_requests()
+        fake_systemd.clear_calls()
+
+    make_flow().refresh(SNAP, 'x2', recorded)
+
+    assert fake_systemd.commands() == ['start', 'daemon-reload']  # the drop-ins go after
+    assert [(r.method, r.path) for r in fake.requests if 'apps' in r.path] == []
+    assert fake.service_state(SNAP) == RUNNING
+
+
+def test_a_service_the_target_revision_dropped_is_skipped_by_the_start(
+    fake: FakeSnapd, fake_systemd: FakeSystemd
+):
+    recorder = Recorder(fake)
+
+    def recorded() -> None:
+        recorder()
+        # The new revision has no worker: snapd removed its unit in the refresh.
+        fake.add_snap(SNAP, revision='x2', services=('daemon',), revisions=('x1',), active=False)
+        fake_systemd.remove_unit(UNITS[1])
+
+    make_flow().refresh(SNAP, 'x2', recorded)
+
+    assert fake.service_state(SNAP) == {'daemon': (True, True)}
+
+
+def test_a_service_that_fails_to_start_blocks_with_systemds_error_and_no_second_try(
+    fake: FakeSnapd, fake_systemd: FakeSystemd
+):
+    fake_systemd.fail_next('start', 'Job for snap.charmed-app.daemon.service failed', count=2)
+    flow = make_flow()
+
+    flow.refresh(SNAP, 'x2', Recorder(fake))
+
+    assert fake.revision(SNAP) == 'x2'
+    assert flow.intent is not None
+    assert flow.intent.level == 'blocked'
+    assert flow.intent.message.startswith(f'Snap refresh: Cannot start {SNAP}: ')
+    assert 'daemon.service failed' in flow.intent.message
+    assert fake_systemd.commands().count('start') == 1  # refused once, not tried again
+
+
+def test_a_hold_only_a_release_opens_is_released_before_the_start(
+    fake: FakeSnapd, fake_systemd: FakeSystemd
+):
+    flow = make_flow()
+    record = dead_hook_record(flow)
+    _systemd.hold(record.held_units)  # rewritten, always false (by hand, or a series upgrade's)
+    fake.wait_idle()
+
+    assert make_flow().converge(Recorder(fake)) is Outcome.FINISHED
+
+    assert fake.service_state(SNAP) == RUNNING
+    assert not any(_systemd.is_held(unit) for unit in UNITS)
+
+
+def test_a_hook_killed_between_opening_the_hold_and_removing_it_converges(
+    fake: FakeSnapd, fake_systemd: FakeSystemd
+):
+    flow = make_flow()
+    record = dead_hook_record(flow)
+    _systemd.let_start(record.held_units)  # ... and killed there: drop-ins and flags stay
+    _systemd.systemctl('start', '--', *record.held_units)
+
+    assert make_flow().converge(Recorder(fake)) is Outcome.FINISHED
+
+    assert fake.service_state(SNAP) == RUNNING
+    assert not any((fake_systemd.config_dir / f'{unit}.d').exists() for unit in UNITS)
+
+
+def test_a_record_of_a_refresh_that_stopped_through_snapd_is_brought_back_through_snapd(
+    fake: FakeSnapd, state_dir: pathlib.Path
+):
+    # An earlier version of the library stopped the services with snapd's disable, and
+    # its hook died after the refresh: the record holds no unit.
+    flow = make_flow()
+    snapd = flow.snapd
+    before = {
+        s.full_name: {'enabled': s.enabled, 'active': s.active} for s in snapd.services(SNAP)
+    }
+    snapd.wait_done(snapd.stop([SNAP], disable=True))
+    snapd.wait_done(snapd.refresh(SNAP, 'x2'))
+    record = {
+        'v': 1,
+        'snap': SNAP,
+        'phase': 'started',
+        'recorded_at': '2026-11-01T00:00:00.000000Z',
+        'base': None,
+        'revision': 'x1',
+        'channel': '',
+        'target': 'x2',
+        'services': before,
+    }
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / RECORD_NAME).write_text(json.dumps(record))
+
+    assert make_flow().converge(Recorder(fake)) is Outcome.FINISHED
+
+    assert fake.service_state(SNAP) == RUNNING  # enabled and started again, through snapd
