@@ -6,13 +6,17 @@ Needs root and the integration container (tests/integration; `tox -e bench-integ
 Runs on each distribution of ``$CHARM_UPGRADE_IT_DISTROS`` (by default bookworm with
 snapd 2.57, then trixie with snapd 2.68), one container after the other.
 
-1. Snap refresh of cu-probe (two daemons) between the on-disk revisions x1 and
-   x2, alternating: ``refresh_snap`` (its default stop --disable, refresh, start
-   --enable over the REST API) against the CLI sequence a charm writes by hand
-   (``snap stop --disable``, ``snap refresh --revision``, ``snap start --enable``),
-   interleaved. Both run inside the container and are timed the same way: from
-   just before the stop is asked to just after the start is done. snapd's own
-   time is the sum of its changes' spawn-to-ready durations in that run.
+1. Snap refresh between the on-disk revisions x1 and x2, alternating, interleaved:
+   ``refresh_snap`` as it is (the snap's units held with the library's drop-in:
+   ``systemctl`` stop and start around snapd's refresh change), the same flow with
+   snapd's stop --disable and start --enable changes instead (the library before the
+   drop-in), and the CLI sequence a charm writes by hand (``snap stop --disable``,
+   ``snap refresh --revision``, ``snap start --enable``). Each runs inside the
+   container and is timed the same way: from just before the stop is asked to just
+   after the start is done. snapd's own time is the sum of its changes'
+   spawn-to-ready durations in that run; the refresh change's alone is the floor.
+   Twice: cu-probe (two daemons, under 1 MiB) and cu-big (one daemon, 40 MiB), to
+   show how the cost grows with the snap's size.
 2. Taking 20 real systemd units down: SystemdServices (read_state + take_down)
    against one charmhelpers-style ``service_pause`` per unit (is-active, stop,
    disable, mask: the calls charmhelpers makes on systemd).
@@ -26,6 +30,7 @@ import pathlib
 import shutil
 import sys
 import time
+from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -43,12 +48,14 @@ ROUNDS = int(os.environ.get('CU_BENCH_ROUNDS', '7'))
 UNITS = 20
 CHARM_DIR = '/root/cu-bench-charm'
 REQUIREMENTS = ('ops>=2.17,<4', 'charm-refresh~=3.1.1')
-CLI = f"""\
+BIG = 'cu-big'
+BIG_MIB = 40
+CLI = """\
 set -e
 t0=$(date +%s%N)
-snap stop --disable {_snaps.PROBE} >/dev/null
-snap refresh --revision="$1" {_snaps.PROBE} >/dev/null
-snap start --enable {_snaps.PROBE} >/dev/null
+snap stop --disable "$2" >/dev/null
+snap refresh --revision="$1" "$2" >/dev/null
+snap start --enable "$2" >/dev/null
 t1=$(date +%s%N)
 echo $((t1 - t0))
 """
@@ -62,86 +69,118 @@ def prepare(box: Container) -> str:
     box.install_python_packages(wheels)
     for label in ('1.0', '2.0'):
         box.exec(['snap', 'install', '--dangerous', box.build_test_snap(label)])
+        built = box.build_test_snap(label, BIG, payload_mib=BIG_MIB)
+        box.exec(['snap', 'install', '--dangerous', built], timeout=300)
     for name in ('_refresh_driver.py', '_inside.py'):
         shutil.copy2(REPO / 'tests' / 'integration' / name, box.share_dir / name)
     (box.share_dir / 'cli.sh').write_text(CLI)
     box.exec(['mkdir', '-p', CHARM_DIR])
     box.write_file(f'{CHARM_DIR}/refresh_versions.toml', refresh_versions(_snaps.PROBE))
+    box.exec(['mkdir', '-p', f'{CHARM_DIR}-{BIG}'])
+    box.write_file(f'{CHARM_DIR}-{BIG}/refresh_versions.toml', refresh_versions(BIG))
     return f'{box.share_inside}/_refresh_driver.py'
 
 
-def snapd_seconds(since: int) -> tuple[float, float]:
-    """snapd's time in the changes after ``since``: all of them, and the refresh alone."""
-    made = _snaps.changes_since(since)
+def snapd_seconds(since: int, snap: str) -> tuple[float, float, dict[str, float]]:
+    """snapd's time in the changes after ``since``: all, the refresh alone, and its tasks."""
+    made = _snaps.changes_since(since, name=snap)
     assert [c['status'] for c in made] == ['Done'] * len(made), made
-    refresh = [_snaps.duration(c) for c in made if c['kind'] == 'refresh-snap']
+    refresh = [c for c in made if c['kind'] == 'refresh-snap']
     assert len(refresh) == 1, made
-    return sum(_snaps.duration(c) for c in made), refresh[0]
+    tasks = {t['kind']: _snaps.duration(t) for t in refresh[0].get('tasks', [])}
+    return sum(_snaps.duration(c) for c in made), _snaps.duration(refresh[0]), tasks
 
 
-def ours(box: Container, driver: str, target: str) -> float:
+def ours(box: Container, driver: str, snap: str, target: str, *, hold: bool) -> dict[str, Any]:
+    """Run one refresh through the flow inside; return its journal details (seconds)."""
+    charm_dir = CHARM_DIR if snap == _snaps.PROBE else f'{CHARM_DIR}-{snap}'
     result = box.exec(
         [
             'sh',
             '-c',
-            f'cd {CHARM_DIR} && exec /opt/venv/bin/python {driver} "$@"',
+            f'cd {charm_dir} && exec /opt/venv/bin/python {driver} "$@"',
             'sh',
-            _snaps.PROBE,
+            snap,
             target,
-            f'{CHARM_DIR}/records.jsonl',
+            f'{charm_dir}/records.jsonl',
         ],
         env={
             'CHARM_UPGRADE_SNAPD_SOCKET': '/run/snapd.socket',
-            'CHARM_UPGRADE_STATE_DIR': CHARM_DIR,
+            'CHARM_UPGRADE_STATE_DIR': charm_dir,
+            'CU_DRIVER_HOLD': '1' if hold else '0',
         },
         timeout=300,
     )
     outcome = json.loads(result.stdout.splitlines()[-1])
     assert outcome['ok'], outcome
-    return float(outcome['details']['downtime'])
+    return outcome['details']
 
 
-def cli(box: Container, target: str) -> float:
-    result = box.exec(['sh', f'{box.share_inside}/cli.sh', target], timeout=300)
+def cli(box: Container, snap: str, target: str) -> float:
+    result = box.exec(['sh', f'{box.share_inside}/cli.sh', target, snap], timeout=300)
     return int(result.stdout.strip()) / 1e9
 
 
-def bench_refresh(box: Container, driver: str) -> None:
-    samples: dict[str, list[float]] = {k: [] for k in ('ours', 'cli', 'ours_snapd', 'cli_snapd')}
-    refresh_change: dict[str, list[float]] = {'ours': [], 'cli': []}
-    target = 'x1' if _snaps.revision() == 'x2' else 'x2'
+# The flow's own timings of the drop-in path: the hold is before the downtime.
+PHASES = {
+    'hold': 'hold (workload up)',
+    'stop': 'stop',
+    'refresh': 'refresh and wait',
+    'release': 'open the hold',
+    'start': 'open and start',
+}
+HOWS = {
+    'hold': 'refresh_snap (drop-in hold)',
+    'snapd': 'refresh_snap, snapd stop/start',
+    'cli': 'CLI stop/refresh/start',
+}
+
+
+def bench_refresh(box: Container, driver: str, snap: str) -> None:
+    up = {name: ('enabled', 'active') for name in _snaps.services(box, snap)}
+    samples: dict[str, list[float]] = {how: [] for how in HOWS}
+    in_snapd: dict[str, list[float]] = {how: [] for how in HOWS}
+    refresh_change: dict[str, list[float]] = {how: [] for how in HOWS}
+    phases: dict[str, list[float]] = {phase: [] for phase in PHASES}
+    task_times: dict[str, dict[str, list[float]]] = {how: {} for how in HOWS}
+    target = 'x1' if _snaps.revision(snap) == 'x2' else 'x2'
     for _ in range(ROUNDS):
-        for who in ('ours', 'cli'):
-            since = _snaps.last_change_id()
-            down = ours(box, driver, target) if who == 'ours' else cli(box, target)
-            assert _snaps.revision() == target
-            assert _snaps.services(box) == _snaps.UP
-            spent, refresh = snapd_seconds(since)
-            samples[who].append(down)
-            samples[f'{who}_snapd'].append(spent)
-            refresh_change[who].append(refresh)
+        for how in HOWS:
+            since = _snaps.last_change_id(snap)
+            if how == 'cli':
+                down = cli(box, snap, target)
+            else:
+                details = ours(box, driver, snap, target, hold=how == 'hold')
+                down = float(details['downtime'])
+                if how == 'hold':
+                    for phase in PHASES:
+                        phases[phase].append(float(details.get(phase, 0.0)))
+            assert _snaps.revision(snap) == target
+            assert _snaps.services(box, snap) == up
+            spent, refresh, tasks = snapd_seconds(since, snap)
+            for kind, seconds in tasks.items():
+                task_times[how].setdefault(kind, []).append(seconds)
+            samples[how].append(down)
+            in_snapd[how].append(spent)
+            refresh_change[how].append(refresh)
             target = 'x1' if target == 'x2' else 'x2'
-    m = {k: median_ms(v) for k, v in samples.items()}
-    rows = [
-        [
-            'refresh_snap',
-            f'{m["ours"]:.0f}',
-            f'{m["ours_snapd"]:.0f}',
-            f'{median_ms(refresh_change["ours"]):.0f}',
-            f'{m["ours"] - m["ours_snapd"]:.0f}',
-            f'{m["ours"] / m["ours_snapd"]:.2f}x',
-        ],
-        [
-            'CLI stop/refresh/start',
-            f'{m["cli"]:.0f}',
-            f'{m["cli_snapd"]:.0f}',
-            f'{median_ms(refresh_change["cli"]):.0f}',
-            f'{m["cli"] - m["cli_snapd"]:.0f}',
-            f'{m["cli"] / m["cli_snapd"]:.2f}x',
-        ],
-    ]
+    rows: list[list[str]] = []
+    for how, label in HOWS.items():
+        down, spent = median_ms(samples[how]), median_ms(in_snapd[how])
+        change = median_ms(refresh_change[how])
+        rows.append(
+            [
+                label,
+                f'{down:.0f}',
+                f'{spent:.0f}',
+                f'{change:.0f}',
+                f'{down - spent:.0f}',
+                f'{down / change:.2f}x',
+            ]
+        )
+    size = f'{BIG_MIB} MiB, 1 daemon' if snap == BIG else 'under 1 MiB, 2 daemons'
     print(
-        f'snap refresh x1 <-> x2 of {_snaps.PROBE} (2 daemons), {ROUNDS} rounds each, medians, '
+        f'snap refresh x1 <-> x2 of {snap} ({size}), {ROUNDS} rounds each, medians, '
         f'{box.distro.suite} (snapd {box.distro.snapd})'
     )
     print(
@@ -152,12 +191,30 @@ def bench_refresh(box: Container, driver: str) -> None:
                 "snapd's changes ms",
                 'refresh change ms',
                 'outside snapd ms',
-                'downtime / snapd',
+                'downtime / refresh change',
             ],
             rows,
         )
     )
-    print(f'downtime ratio refresh_snap / CLI: {m["ours"] / m["cli"]:.2f}x')
+    print(
+        'drop-in hold, its steps (medians, ms): '
+        + ', '.join(f'{label} {median_ms(phases[phase]):.0f}' for phase, label in PHASES.items())
+    )
+    # Where the refresh change's own time goes, held units or not: its tasks that differ.
+    differ = [
+        f'{kind} {median_ms(times):.0f} vs {median_ms(task_times["snapd"].get(kind, [0.0])):.0f}'
+        for kind, times in task_times['hold'].items()
+        if abs(median_ms(times) - median_ms(task_times['snapd'].get(kind, [0.0]))) >= 20
+    ]
+    print(
+        'refresh change tasks that differ by 20 ms or more (medians, ms, drop-in hold vs '
+        'snapd stop/start): ' + (', '.join(differ) or 'none')
+    )
+    hold, before = median_ms(samples['hold']), median_ms(samples['snapd'])
+    print(
+        f'downtime ratios: drop-in hold / snapd stop-start {hold / before:.2f}x, '
+        f'drop-in hold / CLI {hold / median_ms(samples["cli"]):.2f}x\n'
+    )
 
 
 def bench_systemd(box: Container) -> None:
@@ -195,7 +252,8 @@ def main() -> None:
             os.environ['CHARM_UPGRADE_SNAPD_SOCKET'] = box.snapd_socket  # for _snaps' reads
             driver = prepare(box)
             print(f'\n{distro}: container ready in {time.monotonic() - began:.1f} s\n', flush=True)
-            bench_refresh(box, driver)
+            bench_refresh(box, driver, _snaps.PROBE)
+            bench_refresh(box, driver, BIG)
             bench_systemd(box)
         print(f'\n{distro}: total {time.monotonic() - began:.1f} s', flush=True)
 

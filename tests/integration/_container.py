@@ -854,7 +854,9 @@ class Container:
             ['/opt/venv/bin/python', '-c', code], check=check, timeout=timeout, env=env
         )
 
-    def build_test_snap(self, revision_label: str, name: str = PROBE_SNAP) -> str:
+    def build_test_snap(
+        self, revision_label: str, name: str = PROBE_SNAP, *, payload_mib: int = 0
+    ) -> str:
         """Pack the ``cu-probe`` test snap; return its path inside the container.
 
         A strict snap on the ``bare`` base made of busybox-static: daemons ``web``
@@ -870,6 +872,9 @@ class Container:
 
         With another ``name``, the same snap under that name without the ``web``
         daemon (whose port the probe holds): a second snap to sideload.
+
+        ``payload_mib`` adds that many MiB of random bytes (which squashfs cannot
+        compress) as ``data/payload.bin``: a snap as large as a real workload's.
         """
         if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9.+~-]{0,31}', revision_label):
             raise ValueError(f'not a usable snap version: {revision_label!r}')
@@ -885,6 +890,11 @@ class Container:
         shutil.copy2(self.rootfs / 'usr/bin/busybox', src / 'bin/busybox')
         for applet in ('sh', 'sleep', 'date', 'cat'):
             (src / 'bin' / applet).symlink_to('busybox')
+        if payload_mib:
+            (src / 'data').mkdir()
+            with (src / 'data' / 'payload.bin').open('wb') as payload:
+                for _ in range(payload_mib):
+                    payload.write(os.urandom(1024 * 1024))
         (self.share_dir / 'snaps').mkdir(exist_ok=True)
         filename = f'{name}_{revision_label}.snap'
         share = _rootfs.SHARE_INSIDE

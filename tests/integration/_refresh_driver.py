@@ -13,7 +13,9 @@ port (charm-refresh's ``update_snap_revision``) is :class:`RecordingRefresh`: ea
 call appends to RECORDS the revision snapd reports then and the snap's changes still
 in progress; it tests one call, while convergence across events is tested with the
 real ``charm_refresh.Machines`` (test_refresh_convergence.py). With
-``CU_IT_KILL_AT_RECORD=1`` it kills its own process with SIGKILL instead, which is a
+``CU_IT_UNIT_STATES`` (unit names) it also records each unit's ``ActiveState`` and
+whether the library holds it then. With ``CU_IT_KILL_AT_RECORD=1`` it kills its own
+process with SIGKILL instead, which is a
 ``kill -9`` right after the change is ready and before the revision is recorded.
 Prints one JSON object: the outcome, and the error if one was raised.
 """
@@ -29,7 +31,7 @@ import sys
 import time
 from typing import Any
 
-from charm_upgrade import Journal, SnapRefreshError
+from charm_upgrade import Journal, SnapRefreshError, _systemd
 from charm_upgrade._refresh_flow import REFRESH_STAGE, RefreshFlow
 from charm_upgrade._snap_workload import SnapWorkload
 from charm_upgrade.snapd import Snapd
@@ -68,7 +70,17 @@ class RecordingRefresh:
         # What charm-refresh would read now, and whether snapd was still busy.
         snapd = Snapd()
         in_flight = [f'{c.id} {c.kind} {c.status}' for c in snapd.changes_in_progress(self.snap)]
-        self._append({'revision': snapd.snap(self.snap).revision, 'in_flight': in_flight})
+        entry: dict[str, Any] = {
+            'revision': snapd.snap(self.snap).revision,
+            'in_flight': in_flight,
+        }
+        units = os.environ.get('CU_IT_UNIT_STATES', '').split()
+        if units:
+            # What systemd says of the units at the record, and which the library holds.
+            states = _systemd.show(units)
+            entry['units'] = {unit: state.active_state for unit, state in states.items()}
+            entry['held'] = [unit for unit in units if _systemd.is_held(unit)]
+        self._append(entry)
 
     def _append(self, entry: dict[str, Any]) -> None:
         entry = {'pid': os.getpid(), 'time': time.time(), **entry}
@@ -80,7 +92,11 @@ class RecordingRefresh:
 
 def main(snap: str, revision: str, records: str) -> dict[str, Any]:
     snapd = Snapd()
-    flow = RefreshFlow(snapd=snapd, workload=SnapWorkload(snapd, snap), journal=Journal())
+    # CU_DRIVER_HOLD=0: snapd's stop --disable and start --enable, as before the drop-in.
+    hold = os.environ.get('CU_DRIVER_HOLD', '1') == '1'
+    flow = RefreshFlow(
+        snapd=snapd, workload=SnapWorkload(snapd, snap), journal=Journal(), hold_units=hold
+    )
     refresh = RecordingRefresh(snap, pathlib.Path(records))
     began = time.monotonic()
     try:

@@ -30,9 +30,9 @@ def revision_inside(container: Container) -> str:
     return lines[1].split()[2]
 
 
-def services(container: Container) -> dict[str, tuple[str, str]]:
+def services(container: Container, name: str = PROBE) -> dict[str, tuple[str, str]]:
     """`snap services cu-probe`: app -> (startup, current)."""
-    lines = container.exec(['snap', 'services', PROBE]).stdout.splitlines()[1:]
+    lines = container.exec(['snap', 'services', name]).stdout.splitlines()[1:]
     return {line.split()[0]: (line.split()[1], line.split()[2]) for line in lines}
 
 
@@ -63,9 +63,9 @@ def snap_info(name: str = PROBE) -> dict[str, Any]:
     return result(socket(), f'/v2/snaps/{name}')
 
 
-def revision() -> str:
+def revision(name: str = PROBE) -> str:
     """The probe's revision as snapd reports it over REST."""
-    return str(snap_info()['revision'])
+    return str(snap_info(name)['revision'])
 
 
 def wait_change(change_id: str, timeout: float = 60) -> dict[str, Any]:
@@ -82,22 +82,26 @@ def refresh(target: str, name: str = PROBE) -> str:
     return envelope['change']
 
 
-def changes(select: str = 'all') -> list[dict[str, Any]]:
+def changes(select: str = 'all', name: str = PROBE) -> list[dict[str, Any]]:
     """snapd's changes of the probe (``all``, ``in-progress`` or ``ready``), oldest first."""
-    listed = result(socket(), '/v2/changes', **{'for': PROBE, 'select': select})
+    listed = result(socket(), '/v2/changes', **{'for': name, 'select': select})
     return sorted(listed, key=lambda c: int(c['id']))
 
 
-def changes_since(change_id: int, kind: str | None = None) -> list[dict[str, Any]]:
+def changes_since(
+    change_id: int, kind: str | None = None, name: str = PROBE
+) -> list[dict[str, Any]]:
     """The probe's changes with an id above ``change_id``, optionally of one kind."""
     return [
-        c for c in changes() if int(c['id']) > change_id and (kind is None or c['kind'] == kind)
+        c
+        for c in changes(name=name)
+        if int(c['id']) > change_id and (kind is None or c['kind'] == kind)
     ]
 
 
-def last_change_id() -> int:
+def last_change_id(name: str = PROBE) -> int:
     """The highest change id snapd has for the probe (0 if none)."""
-    return max((int(c['id']) for c in changes()), default=0)
+    return max((int(c['id']) for c in changes(name=name)), default=0)
 
 
 def wait_in_flight(kind: str = 'refresh-snap', timeout: float = 30) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import os
 import pathlib
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -214,20 +215,90 @@ class RefreshRun:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+PROBE_UNITS = [f'snap.{_snaps.PROBE}.web.service', f'snap.{_snaps.PROBE}.worker.service']
+"""The service units of the probe snap."""
+
+
+class Machine:
+    """The host's way into the container's systemd, for drivers that run on the host.
+
+    The library's ``systemctl`` is a shim that runs the container's own systemctl in the
+    container's namespaces, and its drop-ins go to the container's ``/etc/systemd/system``.
+    """
+
+    def __init__(self, container: Container, directory: pathlib.Path) -> None:
+        self.container = container
+        self.bin = directory / 'bin'
+        self.bin.mkdir(parents=True)
+        self.pid_file = directory / 'leader.pid'
+        self.pid_file.write_text(str(container.leader_pid))
+        shim = self.bin / 'systemctl'
+        # The container's PID 1 changes at each boot: read it at each call.
+        shim.write_text(
+            '#!/bin/sh\n'
+            f'exec nsenter --target="$(cat {self.pid_file})" --mount --uts --ipc --net --pid '
+            '--cgroup --root --wd env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin systemctl "$@"\n'
+        )
+        shim.chmod(shim.stat().st_mode | stat.S_IXUSR)
+
+    def rebooted(self) -> None:
+        self.container.reboot()
+        self.pid_file.write_text(str(self.container.leader_pid))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            'PATH': f'{self.bin}{os.pathsep}{os.environ["PATH"]}',
+            'CHARM_UPGRADE_SYSTEMD_DIR': str(self.container.host_path('/etc/systemd/system')),
+            'CU_IT_UNIT_STATES': ' '.join(PROBE_UNITS),
+        }
+
+    def held(self) -> list[str]:
+        """The units that have the library's hold drop-in now."""
+        root = self.container.host_path('/etc/systemd/system')
+        return [
+            unit for unit in PROBE_UNITS if any((root / f'{unit}.d').glob('*charm-upgrade-hold*'))
+        ]
+
+    def active(self) -> dict[str, str]:
+        out = self.container.exec(['systemctl', 'show', '-p', 'Id,ActiveState', *PROBE_UNITS])
+        states: dict[str, str] = {}
+        for block in out.stdout.strip().split('\n\n'):
+            props = dict(line.split('=', 1) for line in block.splitlines())
+            states[props['Id']] = props['ActiveState']
+        return states
+
+
+@pytest.fixture
+def machine(container: Container, tmp_path: pathlib.Path) -> Iterator[Machine]:
+    yield Machine(container, tmp_path / 'machine')
+    # A test that failed half-way must not leave the probe held for the next one.
+    root = container.host_path('/etc/systemd/system')
+    for unit in PROBE_UNITS:
+        for left in (root / f'{unit}.d').glob('*charm-upgrade-*'):  # drop-in, release flag
+            left.unlink()
+    container.exec(['systemctl', 'daemon-reload'])
+
+
 class RefreshRunner:
     """Starts ``refresh_snap`` processes that share one charm directory (one unit)."""
 
-    def __init__(self, charm_dir: pathlib.Path, socket: str) -> None:
+    def __init__(self, charm_dir: pathlib.Path, socket: str, machine: Machine) -> None:
         self.charm_dir = charm_dir
         self.socket = socket
+        self.machine = machine
         self.processes: list[subprocess.Popen[str]] = []
         charm_dir.mkdir(parents=True, exist_ok=True)
         (charm_dir / 'refresh_versions.toml').write_text(refresh_versions(_snaps.PROBE))
 
-    def start(self, revision: str, *, kill_at_record: bool = False) -> RefreshRun:
-        """Start one process that calls refresh_snap(snap_revision=revision)."""
+    def start(
+        self, revision: str, *, kill_at_record: bool = False, env: dict[str, str] | None = None
+    ) -> RefreshRun:
+        """Start one refresh_snap(snap_revision=revision) process, with ``env`` added."""
         env = {
             **os.environ,
+            **self.machine.env,
+            **(env or {}),
             'CHARM_UPGRADE_SNAPD_SOCKET': self.socket,
             'CHARM_UPGRADE_STATE_DIR': str(self.charm_dir / 'state'),
             'CU_IT_KILL_AT_RECORD': '1' if kill_at_record else '0',
@@ -254,18 +325,20 @@ class RefreshRunner:
                 process.kill()
                 process.communicate(timeout=30)
 
-    def run(self, revision: str) -> tuple[dict[str, Any], RefreshRun]:
+    def run(
+        self, revision: str, *, env: dict[str, str] | None = None
+    ) -> tuple[dict[str, Any], RefreshRun]:
         """Run one process to its end."""
-        run = self.start(revision)
+        run = self.start(revision, env=env)
         return run.result(), run
 
 
 @pytest.fixture
 def refresh_runner(
-    tmp_path: pathlib.Path, snapd_socket: str, container: Container
+    tmp_path: pathlib.Path, snapd_socket: str, container: Container, machine: Machine
 ) -> Iterator[RefreshRunner]:
     """A charm directory with refresh_versions.toml; every driver is killed at the end."""
-    runner = RefreshRunner(tmp_path / 'charm', snapd_socket)
+    runner = RefreshRunner(tmp_path / 'charm', snapd_socket, machine)
     try:
         yield runner
     finally:

@@ -1,13 +1,15 @@
 # Copyright 2026 charm-upgrade developers
 # SPDX-License-Identifier: Apache-2.0
-"""``refresh_snap`` against the real snapd, from a plain refresh to a hook killed half-way.
+"""``refresh_snap`` on the real snapd and systemd, from a plain refresh to a hook killed.
 
 A refresh, a failed change undone, a disabled service kept so, a hook killed while the
 change runs or right after it, snapd restarted during the change.
 
 Each ``refresh_snap`` runs in a process of its own on the host, as in a hook,
-and reaches the container's snapd through the proxy socket; ``refresh`` is a
-recording stand-in for ``charm_refresh.Machines`` (see _refresh_driver.py).
+and reaches the container's snapd through the proxy socket and its systemd
+through a ``systemctl`` shim (conftest's ``Machine``); ``refresh`` is a
+recording stand-in for ``charm_refresh.Machines`` (see _refresh_driver.py),
+except in the last test, which runs the real one.
 Every test starts from cu-probe at x1 with both daemons running and refreshes
 it to x2 (both revisions are on disk, so snapd runs a real refresh change).
 """
@@ -34,12 +36,13 @@ from _snaps import (
     wait_in_flight,
     web_page,
 )
+from conftest import PROBE_UNITS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from _container import Container
-    from conftest import Probe, RefreshRun, RefreshRunner
+    from conftest import Machine, Probe, RefreshRun, RefreshRunner
 
 
 def revision_records(run: RefreshRun) -> list[dict[str, Any]]:
@@ -82,17 +85,17 @@ def test_refresh_snap_x1_to_x2(
     ]
     details = last_refresh_record(run)['details']
     assert (details['revision_before'], details['revision_after']) == ('x1', 'x2')
-    # The default stop and start: stop --disable, refresh, start --enable; one of each.
-    made = changes_since(since)
-    assert [c['kind'] for c in made] == ['service-control', 'refresh-snap', 'service-control']
-    assert all(c['status'] == 'Done' for c in made)
-    assert details['change_id'] == made[1]['id']
+    # The default stop and start are systemd's, around the units' hold: the refresh is
+    # snapd's one change.
+    (made,) = changes_since(since)
+    assert (made['kind'], made['status']) == ('refresh-snap', 'Done')
+    assert details['change_id'] == made['id']
     record_timing('refresh_downtime', details['downtime'])
+    record_timing('refresh_hold', details['hold'])
     record_timing('refresh_stop', details['stop'])
     record_timing('refresh_refresh', details['refresh'])
     record_timing('refresh_start', details['start'])
-    for name, change in zip(('stop', 'refresh', 'start'), made, strict=True):
-        record_timing(f'snapd_change_{name}', duration(change))
+    record_timing('snapd_change_refresh', duration(made))
 
 
 def test_failing_post_refresh_hook_is_undone_and_raised(
@@ -145,8 +148,7 @@ def test_a_worker_disabled_before_the_refresh_stays_disabled(
     assert web_page(container) == '2.0'
     assert {'next_unit_allowed_to_refresh': True}.items() <= run.records[-1].items()
     made = changes_since(since)
-    assert [c['kind'] for c in made] == ['service-control', 'refresh-snap', 'service-control']
-    assert all(c['status'] == 'Done' for c in made)
+    assert [(c['kind'], c['status']) for c in made] == [('refresh-snap', 'Done')]
 
 
 def _converged(container: Container, first: RefreshRun, second: RefreshRun, since: int) -> None:
@@ -231,9 +233,10 @@ def test_snapd_restart_during_the_change_is_waited_out(
 class MachinesUnit:
     """One unit whose events run with the real charm_refresh.Machines (_machines_driver.py)."""
 
-    def __init__(self, charm_dir: pathlib.Path, socket: str) -> None:
+    def __init__(self, charm_dir: pathlib.Path, socket: str, machine: Machine) -> None:
         self.charm_dir = charm_dir
         self.socket = socket
+        self.machine = machine
         charm_dir.mkdir(parents=True)
 
     def event(
@@ -241,6 +244,7 @@ class MachinesUnit:
     ) -> dict[str, Any]:
         env = {
             **os.environ,
+            **self.machine.env,
             'CHARM_UPGRADE_SNAPD_SOCKET': self.socket,
             'CU_IT_KILL_AT_START': '1' if kill_at_start else '0',
             'PYTHONWARNINGS': 'error',
@@ -270,10 +274,14 @@ class MachinesUnit:
 
 
 def test_a_hook_killed_before_the_start_converges_at_the_next_event_with_the_real_machines(
-    container: Container, probe: Probe, snapd_socket: str, tmp_path: pathlib.Path
+    container: Container,
+    probe: Probe,
+    snapd_socket: str,
+    tmp_path: pathlib.Path,
+    machine: Machine,
 ) -> None:
     reset(container, 'x1')
-    unit = MachinesUnit(tmp_path / 'unit-0', snapd_socket)
+    unit = MachinesUnit(tmp_path / 'unit-0', snapd_socket, machine)
     for event in ('install', 'leader_elected', 'config_changed', 'start'):
         assert unit.event(event, '1/1.0.0', 'x1')['ok'], event
     assert json.loads(unit.peer_data['unit']['installed_snap_revision']) == 'x1'
@@ -283,10 +291,12 @@ def test_a_hook_killed_before_the_start_converges_at_the_next_event_with_the_rea
     # Done, then the hook is killed before the workload starts.
     assert unit.event('upgrade_charm', '1/1.1.0', 'x2', kill_at_start=True) == {'killed': 9}
     assert revision() == 'x2'
+    # Down and held; snapd's enabled state untouched.
     assert services(container) == {
-        'cu-probe.web': ('disabled', 'inactive'),
-        'cu-probe.worker': ('disabled', 'inactive'),
+        'cu-probe.web': ('enabled', 'inactive'),
+        'cu-probe.worker': ('enabled', 'inactive'),
     }
+    assert sorted(machine.held()) == sorted(PROBE_UNITS)
     assert json.loads(unit.peer_data['unit']['installed_snap_revision']) == 'x1'  # lost
 
     # Juju runs the killed hook again. charm-refresh re-records x2 and does not call
@@ -300,6 +310,7 @@ def test_a_hook_killed_before_the_start_converges_at_the_next_event_with_the_rea
         'cu-probe.worker': ('enabled', 'active'),
     }
     assert json.loads(unit.peer_data['unit']['installed_snap_revision']) == 'x2'
+    assert machine.held() == []
     record = unit.state_file('snap-refresh.json')
     assert (record['phase'], record['outcome']) == ('completed', 'refreshed')
     assert [c['status'] for c in changes_since(since, 'refresh-snap')] == ['Done']  # once
