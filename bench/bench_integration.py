@@ -200,15 +200,15 @@ def bench_refresh(box: Container, driver: str, snap: str) -> None:
         'drop-in hold, its steps (medians, ms): '
         + ', '.join(f'{label} {median_ms(phases[phase]):.0f}' for phase, label in PHASES.items())
     )
-    # Where the refresh change's own time goes, held units or not: its tasks that differ.
+    # Where the refresh change's own time goes, held units or not: when each task ended.
     differ = [
         f'{kind} {median_ms(times):.0f} vs {median_ms(task_times["snapd"].get(kind, [0.0])):.0f}'
         for kind, times in task_times['hold'].items()
         if abs(median_ms(times) - median_ms(task_times['snapd'].get(kind, [0.0]))) >= 20
     ]
     print(
-        'refresh change tasks that differ by 20 ms or more (medians, ms, drop-in hold vs '
-        'snapd stop/start): ' + (', '.join(differ) or 'none')
+        "refresh change's tasks whose end (ms after the change was made, medians) differs "
+        'by 20 ms or more, drop-in hold vs snapd stop/start: ' + (', '.join(differ) or 'none')
     )
     hold, before = median_ms(samples['hold']), median_ms(samples['snapd'])
     print(
