@@ -529,8 +529,8 @@ def test_converge_migrates_while_a_series_upgrade_holds_the_workload_and_starts_
 
     recorder = Recorder(fake)
     assert make_flow(migrations=migrations).converge(recorder) is Outcome.HELD
-    assert ran == [('x2', STOPPED_DISABLED)]
-    assert fake.service_state(SNAP) == STOPPED_DISABLED  # the series upgrade starts it
+    assert ran == [('x2', STOPPED)]
+    assert fake.service_state(SNAP) == STOPPED  # held; the series upgrade starts it
     assert record_file(state_dir)['phase'] == 'refreshed'
 
     _records.save(series, SeriesRecord(phase='completed', services={}))
