@@ -95,29 +95,37 @@ def unit_lock(
         raise _timeout(path, time.monotonic() - began, wait)
     try:
         if held.depth == 0:
-            held.fd = _acquire(path, step, began, wait)
+            _acquire(held, path, step, began, wait)
             # Nobody else writes here now: what a killed write left can go.
             _state.drop_temporaries(directory)
         held.depth += 1
     except BaseException:
-        if held.depth == 0 and held.fd != -1:
+        if held.depth == 0:
             # Not entered: an open descriptor would keep the flock, and every later
             # step of this process would wait for itself.
-            fd, held.fd = held.fd, -1
-            os.close(fd)
+            _close(held)
         held.threads.release()
         raise
     try:
         yield
     finally:
         held.depth -= 1
-        if held.depth == 0 and held.fd != -1:  # -1: forgotten after a simulated kill
-            fd, held.fd = held.fd, -1
+        if held.depth == 0:
             # Closing the last descriptor of the file releases the flock.
             with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            os.close(fd)
+                if held.fd != -1:  # -1: forgotten after a simulated kill
+                    os.ftruncate(held.fd, 0)
+            _close(held)
         held.threads.release()
+
+
+def _close(held: _Held) -> None:
+    # The descriptor stays in ``held`` until it is closed, so that whatever stops this
+    # half-way (a simulated kill) leaves it where forget_process_locks finds it.
+    if held.fd != -1:
+        with contextlib.suppress(OSError):
+            os.close(held.fd)
+        held.fd = -1
 
 
 def forget_process_locks() -> None:
@@ -125,26 +133,26 @@ def forget_process_locks() -> None:
 
     For the test kit's simulated kills: a killed hook's frames never reach their
     ``finally``, and the descriptor they held would keep the flock for the rest of
-    the test process.
+    the test process. The in-process guards are made anew, not acquired: the kill
+    may have stopped a frame while it held one.
     """
-    with _guard:
-        for held in _held.values():
-            if held.fd != -1:
-                fd, held.fd = held.fd, -1
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        _held.clear()
+    global _guard, _held
+    for held in list(_held.values()):
+        _close(held)
+    _guard = threading.Lock()
+    _held = {}
 
 
-def _acquire(path: pathlib.Path, step: str, began: float, wait: float) -> int:
+def _acquire(held: _Held, path: pathlib.Path, step: str, began: float, wait: float) -> None:
+    """Open the lock file into ``held.fd`` and take its flock; on failure, close it."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        held.fd = fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as e:
         if e.errno not in (errno.EROFS, errno.EACCES):
             raise
         # A read-only state directory: flock needs no write access, and the
         # step's own write then says what is wrong, naming its record.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        held.fd = fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         pause = _POLL_FIRST
         while True:
@@ -162,9 +170,8 @@ def _acquire(path: pathlib.Path, step: str, began: float, wait: float) -> int:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f'pid {os.getpid()}, {step}, since {_clock.utc_now()}\n'.encode(), 0)
     except BaseException:
-        os.close(fd)
+        _close(held)
         raise
-    return fd
 
 
 def _timeout(path: pathlib.Path, waited: float, wait: float) -> StateLockTimeout:

@@ -31,6 +31,7 @@ from charm_upgrade._flags import (
     UPGRADE_SERIES_IN_PROGRESS,
 )
 from charm_upgrade._migrations import SERIES
+from charm_upgrade.testing._kill import HookKilled, LineCounter, close_what_the_kill_left
 
 if TYPE_CHECKING:
     import pathlib
@@ -249,6 +250,30 @@ def test_forgetting_the_process_locks_frees_a_descriptor_a_simulated_kill_left(
         held.__exit__(None, None, None)
         with open(state_dir / _lock.LOCK_NAME, 'rb') as other, pytest.raises(BlockingIOError):
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # still ours
+
+
+def test_a_kill_at_any_line_of_the_lock_leaves_it_free_once_the_process_is_gone(
+    state_dir: pathlib.Path,
+):
+    def locked_step() -> None:
+        with _lock.unit_lock(state_dir, step='killed'):
+            pass
+
+    with LineCounter() as counting:
+        locked_step()
+    assert counting.count > 10
+
+    for line in range(1, counting.count + 1):
+        try:
+            with LineCounter(kill_at=line):
+                locked_step()
+        except HookKilled as killed:
+            close_what_the_kill_left(killed)  # what the end of the process does
+        else:
+            pytest.fail(f'no kill at line {line}')
+
+        with _lock.unit_lock(state_dir, step=f'after a kill at line {line}', timeout=0):
+            pass
 
 
 def test_a_second_complete_touches_nothing(fake_systemd: FakeSystemd):
