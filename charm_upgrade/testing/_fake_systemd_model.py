@@ -301,13 +301,13 @@ class Machine:
         """Whether the unit's drop-ins leave an always-false condition (as now on disk)."""
         return HOLD_CONDITION in self.conditions(unit, index)
 
-    def path_conditions(self, unit: UnitFile, index: _Index | None = None) -> list[str]:
-        """The unit's other ``ConditionPathExists=`` values, specifiers resolved."""
+    def path_conditions(self, unit: UnitFile, conditions: list[str]) -> list[str]:
+        """The other ``ConditionPathExists=`` values of ``conditions``, specifiers resolved."""
         prefix = 'ConditionPathExists='
         return [
             # %E is systemd's configuration root (/etc), %n the unit's name.
             line[len(prefix) :].replace('%E', str(self.root / 'etc')).replace('%n', unit.id)
-            for line in self.conditions(unit, index)
+            for line in conditions
             if line.startswith(prefix) and line != HOLD_CONDITION
         ]
 
@@ -358,9 +358,10 @@ class Machine:
                 unit = self.resolve(d.name[:-2])
                 if unit.load_state == 'not-found':
                     continue
-                if self.is_held(unit, index):
+                conditions = self.conditions(unit, index)  # the drop-ins read once
+                if HOLD_CONDITION in conditions:
                     held.add(unit.id)
-                elif paths := self.path_conditions(unit, index):
+                elif paths := self.path_conditions(unit, conditions):
                     path_conditions[unit.id] = paths
         state['held'] = sorted(held)
         state['path_conditions'] = path_conditions
