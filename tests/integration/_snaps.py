@@ -9,6 +9,7 @@ not the library under test, or run inside the container with the ``snap`` CLI.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import time
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from raw_snapd import raw, result, wait_ready
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from _container import Container
 
 PROBE = 'cu-probe'
@@ -127,6 +130,16 @@ def _parse(stamp: str) -> float:
     zone = rest[len(digits) :] if rest else stamp[len(head) :]
     text = f'{head}.{digits[:6].ljust(6, "0")}{zone}'.replace('Z', '+00:00')
     return datetime.datetime.fromisoformat(text).timestamp()
+
+
+@contextlib.contextmanager
+def post_refresh_hook_fails(container: Container) -> Iterator[None]:
+    """The probe's post-refresh hook fails inside the block: snapd undoes a refresh."""
+    container.exec(['touch', FAIL_MARKER])
+    try:
+        yield
+    finally:
+        container.exec(['rm', '-f', FAIL_MARKER])
 
 
 def reset(container: Container, target: str) -> None:

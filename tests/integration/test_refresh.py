@@ -25,11 +25,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from _snaps import (
-    FAIL_MARKER,
     assert_workload_runs,
     changes_since,
     duration,
     last_change_id,
+    post_refresh_hook_fails,
     reset,
     revision,
     services,
@@ -103,11 +103,8 @@ def test_failing_post_refresh_hook_is_undone_and_raised(
 ) -> None:
     reset(container, 'x1')
     since = last_change_id()
-    container.exec(['touch', FAIL_MARKER])
-    try:
+    with post_refresh_hook_fails(container):
         outcome, run = refresh_runner.run('x2')
-    finally:
-        container.exec(['rm', '-f', FAIL_MARKER])
 
     assert outcome['ok'] is False
     assert outcome['error'] == 'SnapRefreshError'

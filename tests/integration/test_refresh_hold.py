@@ -22,12 +22,12 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from _snaps import (
-    FAIL_MARKER,
     PROBE,
     UP,
     assert_workload_runs,
     changes_since,
     last_change_id,
+    post_refresh_hook_fails,
     reset,
     revision,
     services,
@@ -68,11 +68,8 @@ def test_a_refresh_snapd_undoes_leaves_them_held_until_the_library_starts_them(
     container: Container, probe: Probe, refresh_runner: RefreshRunner, machine: Machine
 ) -> None:
     reset(container, 'x1')
-    container.exec(['touch', FAIL_MARKER])
-    try:
+    with post_refresh_hook_fails(container):
         outcome, run = refresh_runner.run('x2')
-    finally:
-        container.exec(['rm', '-f', FAIL_MARKER])
 
     assert outcome['ok'] is False
     assert outcome['change_status'] == 'Error'

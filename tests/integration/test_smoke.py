@@ -13,7 +13,15 @@ import re
 from typing import TYPE_CHECKING
 
 import pytest
-from _snaps import FAIL_MARKER, PROBE, assert_workload_runs, refresh, reset, snap_info, wait_change
+from _snaps import (
+    PROBE,
+    assert_workload_runs,
+    post_refresh_hook_fails,
+    refresh,
+    reset,
+    snap_info,
+    wait_change,
+)
 
 if TYPE_CHECKING:
     from _container import Container
@@ -145,11 +153,8 @@ def test_failing_post_refresh_hook_makes_snapd_undo(
 ) -> None:
     before = snap_info()['revision']
     target = 'x2' if before == 'x1' else 'x1'
-    container.exec(['touch', FAIL_MARKER])
-    try:
+    with post_refresh_hook_fails(container):
         change = wait_change(refresh(target))
-    finally:
-        container.exec(['rm', '-f', FAIL_MARKER])
 
     assert change['status'] == 'Error'
     assert 'post-refresh' in change['err']
